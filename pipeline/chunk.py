@@ -1,0 +1,104 @@
+"""Split a document's main content into sentence-aligned chunks under a token budget.
+
+Sentences come from pysbd, one paragraph (line) at a time so long documents stay linear;
+tokens are counted with the model's own tokenizer. Chunks never cross a span that
+cleaning dropped, so ``document.text[chunk.start:chunk.end] == chunk.text`` always holds.
+Consecutive chunks of one span share ``overlap`` sentences.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+
+from pipeline.core.types import Chunk, Document, Span
+
+TokenCounter = Callable[[str], int]
+
+
+@lru_cache(maxsize=1)
+def _segmenter() -> object:
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def sentences(text: str, span: Span) -> Iterator[Span]:
+    """Sentence spans inside ``span``, one line (paragraph) at a time."""
+    seg = _segmenter()
+    for m in re.finditer(r"[^\n]+", text[span.start : span.end]):
+        line_start = span.start + m.start()
+        line = m.group(0)
+        if not line.strip():
+            continue
+        cursor = 0
+        for sent in seg.segment(line):  # type: ignore[attr-defined]
+            piece = sent.strip()
+            if not piece:
+                continue
+            at = line.find(piece, cursor)
+            if at < 0:  # pysbd altered the text; fall back to the rest of the line
+                rest = line[cursor:].strip()
+                if rest:
+                    at = line.find(rest, cursor)
+                    yield Span(line_start + at, line_start + at + len(rest))
+                break
+            yield Span(line_start + at, line_start + at + len(piece))
+            cursor = at + len(piece)
+
+
+def _split_long(text: str, span: Span, max_tokens: int, count: TokenCounter) -> Iterator[Span]:
+    """A sentence over the budget is cut at word boundaries into pieces under it."""
+    words = list(re.finditer(r"\S+", text[span.start : span.end]))
+    start_i = 0
+    while start_i < len(words):
+        lo, hi = start_i + 1, len(words)
+        while lo < hi:  # largest end index whose piece fits
+            mid = (lo + hi + 1) // 2
+            piece = text[span.start + words[start_i].start() : span.start + words[mid - 1].end()]
+            if count(piece) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        end_i = max(lo, start_i + 1)
+        yield Span(span.start + words[start_i].start(), span.start + words[end_i - 1].end())
+        start_i = end_i
+
+
+def chunk_document(doc: Document, count: TokenCounter, max_tokens: int = 384, overlap: int = 1) -> list[Chunk]:
+    """Pack sentences of each kept span greedily into chunks of at most ``max_tokens``."""
+    if max_tokens < 4:
+        raise ValueError("max_tokens must be at least 4")
+    text = doc.text
+    chunks: list[Chunk] = []
+
+    def emit(group: list[tuple[Span, int]]) -> None:
+        start, end = group[0][0].start, group[-1][0].end
+        chunks.append(Chunk(doc.doc_id, doc.sha256, len(chunks), start, end, text[start:end], count(text[start:end])))
+
+    for kept in doc.kept:
+        units: list[tuple[Span, int]] = []
+        for s in sentences(text, kept):
+            n = count(text[s.start : s.end])
+            if n > max_tokens:
+                units.extend((p, count(text[p.start : p.end])) for p in _split_long(text, s, max_tokens, count))
+            else:
+                units.append((s, n))
+        group: list[tuple[Span, int]] = []
+        total = 0
+        for unit in units:
+            if group and total + 1 + unit[1] > max_tokens:  # +1: the whitespace joining sentences
+                emit(group)
+                carry = group[-overlap:] if overlap else []
+                while carry and (
+                    sum(n + 1 for _, n in carry) > max_tokens // 2
+                    or sum(n + 1 for _, n in carry) + unit[1] > max_tokens
+                ):
+                    carry = carry[1:]
+                group, total = list(carry), sum(n + 1 for _, n in carry)
+            group.append(unit)
+            total += unit[1] + 1
+        if group:
+            emit(group)
+    return chunks

@@ -1,0 +1,1 @@
+"""Thin typer commands over plain functions; one module per command."""

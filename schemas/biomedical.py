@@ -1,0 +1,172 @@
+"""Biomedical therapy-news schema: the record types of ../shared/spec/extraction-spec.md.
+
+A schema for the pipeline is a pydantic model whose fields are the record types. Each
+field is either ``list[Record]`` or ``Record | None`` (a document-level record such as
+``article``). Every record model has an ``evidence`` field (a verbatim quote) and marks
+its key fields -- the ones the scorer pairs records on -- with ``json_schema_extra=KEY``.
+
+String lengths are bounded: constrained decoding turns ``max_length`` into a grammar
+bound, which stops a small model from running away inside a string.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KEY = {"key": True}
+
+
+def _name(description: str, *, key: bool = False, max_length: int = 120) -> Any:
+    return Field(
+        min_length=1,
+        max_length=max_length,
+        description=description,
+        json_schema_extra=KEY if key else None,
+    )
+
+
+def _opt(description: str, max_length: int = 120) -> Any:
+    return Field(default=None, max_length=max_length, description=description)
+
+
+EVIDENCE_DESCRIPTION = "verbatim quote from the text (one sentence or less) that supports this record"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    evidence: str = Field(min_length=1, max_length=400, description=EVIDENCE_DESCRIPTION)
+
+
+class Article(Record):
+    title: str = _name("the article's title as written", key=True, max_length=300)
+    article_type: (
+        Literal[
+            "news",
+            "press_release",
+            "case_report",
+            "research_abstract",
+            "review",
+            "meeting_abstract",
+            "trial_record",
+            "other",
+        ]
+        | None
+    ) = None
+    published: str | None = Field(
+        default=None,
+        max_length=10,
+        pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$",
+        description="original publication date, ISO, as precise as stated: 2025-01-30, 2025-04 or 2025",
+    )
+    source: str | None = _opt("journal or site name")
+    doi: str | None = _opt("DOI, e.g. 10.1016/j.medj.2025.100676", 100)
+    pmid: str | None = Field(default=None, max_length=12, pattern=r"^[0-9]{1,10}$")
+
+
+class Person(Record):
+    name: str = _name("person's name without credentials", key=True, max_length=80)
+    credentials: str | None = _opt("degrees and credentials, e.g. MD, PhD", 60)
+    role: str | None = _opt("role as stated, e.g. 'clinical director' or 'author'", 160)
+    affiliation: str | None = _opt("organization name as stated", 160)
+
+
+class Organization(Record):
+    name: str = _name("organization name as written", key=True)
+    kind: (
+        Literal[
+            "company",
+            "regulator",
+            "hospital",
+            "university",
+            "government",
+            "funder",
+            "nonprofit",
+            "publisher",
+            "other",
+        ]
+        | None
+    ) = None
+
+
+class Condition(Record):
+    name: str = _name("disease, syndrome, complication or adverse event", key=True)
+    abbreviation: str | None = _opt("abbreviation defined in the text, e.g. CRS", 20)
+
+
+class Therapy(Record):
+    name: str = _name("product name or code, or the specific therapy as written", key=True)
+    modality: str | None = _opt("kind of therapy as stated, e.g. 'mRNA CAR T cell therapy'")
+    target: str | None = _opt("molecular target, e.g. CD19, BCMA", 30)
+    developer: str | None = _opt("company or institution developing it")
+    indications: list[str] = Field(default_factory=list, max_length=12)
+
+
+class RegulatoryEvent(Record):
+    agency: str = _name("regulator, e.g. FDA", key=True, max_length=80)
+    action: str = _name("action as stated, e.g. 'Rare Pediatric Disease Designation'", key=True)
+    therapy: str = _name("therapy the action is about", key=True)
+    indication: str | None = _opt("condition the action is for")
+    date: str | None = Field(
+        default=None,
+        max_length=10,
+        pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$",
+        description="ISO date as precise as stated",
+    )
+
+
+class Trial(Record):
+    therapy: str = _name("therapy studied", key=True)
+    phase: str = Field(
+        min_length=1,
+        max_length=5,
+        pattern=r"^[0-9][a-z]?(/[0-9][a-z]?)?$",
+        description="phase in digits: 1, 2, 3, 1/2, 2b",
+        json_schema_extra=KEY,
+    )
+    name: str | None = _opt("trial name, e.g. AURORA", 80)
+    indication: str | None = _opt("condition studied")
+    status: Literal["planned", "ongoing", "completed", "unknown"] | None = None
+    registry_id: str | None = _opt("NCT number or other registry id", 30)
+    sponsor: str | None = _opt("sponsor")
+
+
+class Outcome(Record):
+    therapy: str = _name("therapy the result is about", key=True)
+    finding: str = _name("reported result as stated", key=True, max_length=200)
+    condition: str | None = _opt("condition of the patients")
+    kind: Literal["efficacy", "safety"] | None = None
+    timepoint: str | None = _opt("timepoint as stated, e.g. '11 months'", 40)
+
+
+class Funding(Record):
+    funder: str = _name("funding organization or programme", key=True)
+    grant_id: str | None = _opt("grant number as written", 40)
+
+
+class Citation(Record):
+    title: str = _name("title of the reference-list item", key=True, max_length=300)
+    source: str | None = _opt("journal, publisher or organization of the item")
+    year: int | None = Field(default=None, ge=1800, le=2100)
+
+
+#: at most this many records of one type per chunk: a grammar bound against runaway lists
+MAX_RECORDS = 12
+
+
+class Biomedical(BaseModel):
+    """All record types of the biomedical spec, as extracted from one chunk of text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    article: Article | None = None
+    people: list[Person] = Field(default_factory=list, max_length=MAX_RECORDS)
+    organizations: list[Organization] = Field(default_factory=list, max_length=MAX_RECORDS)
+    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_RECORDS)
+    therapies: list[Therapy] = Field(default_factory=list, max_length=MAX_RECORDS)
+    regulatory_events: list[RegulatoryEvent] = Field(default_factory=list, max_length=MAX_RECORDS)
+    trials: list[Trial] = Field(default_factory=list, max_length=MAX_RECORDS)
+    outcomes: list[Outcome] = Field(default_factory=list, max_length=MAX_RECORDS)
+    funding: list[Funding] = Field(default_factory=list, max_length=MAX_RECORDS)
+    citations: list[Citation] = Field(default_factory=list, max_length=MAX_RECORDS)
