@@ -12,7 +12,7 @@ from pipeline.core.schema import load_schema
 
 pytestmark = pytest.mark.model
 
-SCHEMA = '''
+SCHEMA = """
 from pydantic import BaseModel, Field
 
 class Condition(BaseModel):
@@ -21,7 +21,7 @@ class Condition(BaseModel):
 
 class Conditions(BaseModel):
     conditions: list[Condition] = Field(default_factory=list, max_length=4)
-'''
+"""
 
 PROMPT = """## user
 List the diseases named in the text.
@@ -50,7 +50,9 @@ def test_real_model_rows_land_in_duckdb(tmp_path: Path) -> None:
     assert summary.status == "completed" and summary.calls >= 1 and summary.tokens_out > 0
     schema = load_schema(f"{tmp_path / 'conds.py'}:Conditions")
     con = duckdb.connect(str(db), read_only=True)
-    rows = con.execute("SELECT name, evidence, grounded, model FROM rec_conditions JOIN llm_calls USING (chunk_id)").fetchall()
+    rows = con.execute(
+        "SELECT name, evidence, grounded, model FROM rec_conditions JOIN llm_calls USING (chunk_id)"
+    ).fetchall()
     con.close()
     assert rows, "the model produced no records"
     for name, evidence, _grounded, model in rows:

@@ -1,0 +1,1 @@
+"""DuckDB storage: connection, migrations, writes and reads."""
