@@ -28,7 +28,6 @@ from pipeline.core.schema import load_schema
 from pipeline.core.types import Chunk, Document
 from pipeline.extract import Context, get_strategy
 from pipeline.ingest import read_documents
-from pipeline.prompting import load_prompt
 from pipeline.providers import Provider, get_provider
 from pipeline.store.db import Store
 
@@ -104,11 +103,11 @@ def run_extract(
     console = console or Console(stderr=True)
     docs = read_documents(paths)
     schema = load_schema(config.schema)
-    strategy = get_strategy(config.strategy or "direct")
-    prompt = load_prompt(config.prompt or f"{schema.name}/{strategy.default_prompt}")
     provider = provider or get_provider(config.model)
-    ctx = Context(provider=provider, schema=schema, prompt=prompt, max_retries=config.max_retries)
-    fingerprint = config_fingerprint(config, provider, schema.hash, prompt.template_hash, strategy.name)
+    strategy = get_strategy(config.strategy or provider.default_strategy)
+    ctx = Context(provider=provider, schema=schema, max_retries=config.max_retries)
+    prompt_hash = strategy.prepare(ctx, config.prompt)
+    fingerprint = config_fingerprint(config, provider, schema.hash, prompt_hash, strategy.name)
     config_hash = digest(fingerprint)
 
     with Store(db) as store:
@@ -127,7 +126,7 @@ def run_extract(
                 "strategy": strategy.name,
                 "schema_name": schema.name,
                 "schema_hash": schema.hash,
-                "prompt_hash": prompt.template_hash,
+                "prompt_hash": prompt_hash,
                 "config": {
                     **fingerprint,
                     "paths": [str(p) for p in paths],

@@ -22,7 +22,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
 from pipeline.core.types import Chunk, Document
 from pipeline.ground import align
-from pipeline.prompting import Message, PromptTemplate, messages_hash
+from pipeline.prompting import Message, PromptTemplate, load_prompt, messages_hash
 from pipeline.providers.base import Provider
 
 
@@ -118,7 +118,7 @@ def ground_records(records: dict[str, list[dict[str, Any]]], chunk: Chunk, doc: 
 class Context:
     provider: Provider
     schema: Schema
-    prompt: PromptTemplate
+    prompt: PromptTemplate | None = None
     max_retries: int = 2
 
 
@@ -131,6 +131,11 @@ class Strategy(ABC):
     def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
         """Records for one chunk. Raises nothing for model failures: they go in the outcome."""
 
+    def prepare(self, ctx: Context, prompt: str | None) -> str:
+        """Load the prompt(s) into ``ctx``; return the hash of every prompt file used."""
+        ctx.prompt = load_prompt(prompt or f"{ctx.schema.name}/{self.default_prompt}")
+        return ctx.prompt.template_hash
+
 
 class DirectStrategy(Strategy):
     """One schema-constrained instructor call per chunk, for capable models."""
@@ -139,6 +144,7 @@ class DirectStrategy(Strategy):
     default_prompt = "direct"
 
     def messages(self, chunk: Chunk, ctx: Context) -> list[Message]:
+        assert ctx.prompt is not None, "prepare() loads the prompt"
         return ctx.prompt.render(text=chunk.text, schema=ctx.schema, record_types=ctx.schema.record_types)
 
     def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
@@ -161,10 +167,10 @@ class DirectStrategy(Strategy):
         return ChunkOutcome(records=records, calls=log.calls, response=result.model_dump(mode="json"))
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"direct": DirectStrategy}
-
-
 def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
-        raise PipelineError(f"unknown strategy {name!r}", f"use one of: {', '.join(sorted(STRATEGIES))}")
-    return STRATEGIES[name]()
+    from pipeline.strategies import FewShotStrategy
+
+    strategies: dict[str, type[Strategy]] = {"direct": DirectStrategy, "fewshot": FewShotStrategy}
+    if name not in strategies:
+        raise PipelineError(f"unknown strategy {name!r}", f"use one of: {', '.join(sorted(strategies))}")
+    return strategies[name]()

@@ -33,6 +33,8 @@ class Provider(ABC):
     model_id: str = "unknown"
     #: how instructor asks for structured output
     mode: instructor.Mode = instructor.Mode.JSON_SCHEMA
+    #: extraction strategy used when the user names none: capable models get ``direct``
+    default_strategy: str = "direct"
     #: decoding parameters; part of the cache key
     decoding: dict[str, Any]
 
