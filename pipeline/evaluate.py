@@ -197,6 +197,8 @@ def _doc_texts(store: Store, run_id: str, docs_dir: Path, doc_ids: set[str], war
         if row is not None:
             texts[doc_id] = str(row[0])
             warnings.append(f"{doc_id} is not in {docs_dir}; grounding checked against the run's stored text")
+        else:
+            warnings.append(f"no text for {doc_id} in {docs_dir} or the database; its records count as ungrounded")
     return texts
 
 

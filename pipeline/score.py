@@ -48,6 +48,7 @@ Per-field accuracy, on found pairs only
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -259,6 +260,10 @@ def prf(tp: int, fp: int, fn: int) -> Scores:
     return Scores(precision=precision, recall=recall, f1=f1, tp=tp, fp=fp, fn=fn)
 
 
+def _canonical(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, default=str)
+
+
 def _is_empty(value: Any) -> bool:
     return value is None or value == [] or (not isinstance(value, list) and normalize(value) == "")
 
@@ -303,7 +308,8 @@ def score(
     for doc_id in sorted(gold):
         documents[doc_id] = {}
         for rt in schema.record_types:
-            preds = list(predictions.get(doc_id, {}).get(rt.name, []))
+            # a canonical order, so that ties in the assignment never depend on record order
+            preds = sorted(predictions.get(doc_id, {}).get(rt.name, []), key=_canonical)
             golds = list(gold[doc_id].get(rt.name, []))
             m = match_records(rt, preds, golds, mode)
             t = totals[rt.name]

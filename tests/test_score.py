@@ -167,6 +167,18 @@ def test_record_order_does_not_change_scores() -> None:
         assert a.per_type["conditions"].fp == 2
 
 
+def test_ties_do_not_depend_on_record_order() -> None:
+    # in lenient mode both predictions match the gold record at 100; which one pairs decides target's accuracy
+    golds = [{"name": "CD19 CAR-T", "target": "CD19"}]
+    preds = [{"name": "CD19 CAR T", "target": "CD20"}, {"name": "CD19 CAR-T", "target": "CD19"}]
+    cards = [
+        score(SCHEMA, {"d": {"therapies": p}}, {"d": gold_doc({"therapies": golds}, "d")}, "lenient")
+        for p in (preds, preds[::-1])
+    ]
+    assert cards[0].model_dump() == cards[1].model_dump()
+    assert cards[0].per_type["therapies"] == Scores(precision=0.5, recall=1.0, f1=2 / 3, tp=1, fp=1, fn=0)
+
+
 def test_assignment_maximizes_matches_not_first_come() -> None:
     # p1 matches both gold records, p2 only the first: greedy p1->g1 would find one, optimal finds two
     golds = [{"name": "abcdefghij"}, {"name": "abcdefghijkl"}]
