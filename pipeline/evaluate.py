@@ -163,7 +163,7 @@ def load_gold(schema: Schema, gold_dir: str | Path) -> GoldSet:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw + b"\0")
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8-sig"))
         except UnicodeDecodeError as exc:
             raise GoldError(f"gold file {path} is not UTF-8 (byte {exc.start})", "save it as UTF-8") from exc
         except json.JSONDecodeError as exc:
