@@ -17,6 +17,7 @@ setup: $(STAMP)
 ## Extract the eval documents with the embedded model into data/pipeline.duckdb, then score them.
 demo: $(STAMP)
 	$(BIN)/pipeline extract evals/docs --db data/pipeline.duckdb
+	$(BIN)/pipeline eval --db data/pipeline.duckdb
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests schemas bench

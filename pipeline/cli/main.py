@@ -23,9 +23,11 @@ def _root() -> None:
 
 
 def _register() -> None:
+    from pipeline.cli import eval as eval_cmd
     from pipeline.cli import extract
 
     app.command("extract")(extract.extract)
+    app.command("eval")(eval_cmd.eval_)
 
 
 def main() -> None:

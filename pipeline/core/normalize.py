@@ -1,7 +1,8 @@
 """Value normalization shared by grounding, merging and scoring (see the spec's Scoring).
 
 ``normalize``: Unicode NFKC, case-fold, unify dashes and quotes, collapse whitespace, strip
-surrounding punctuation and a trailing citation marker ("infection.4" -> "infection").
+surrounding punctuation and a trailing citation marker ("infection.4" -> "infection",
+"infection [4]" -> "infection").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ QUOTES = dict.fromkeys(map(ord, "\u2018\u2019\u201a\u201b\u2032\u0060\u00b4"), "
 )
 _SURROUNDING = " \t\n\r.,;:!?\"'()[]{}*"
 _CITATION = re.compile(r"(?<=[^\W\d_])([.,;:)\]]?)(\d{1,3}(?:[,\u2013-]\d{1,3})*)$")
+_BRACKET_CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\]$")
 
 
 def fold(text: str) -> str:
@@ -25,7 +27,9 @@ def fold(text: str) -> str:
 
 
 def strip_citation_marker(text: str) -> str:
-    """'infection.4' -> 'infection.', 'patients.3' -> 'patients.'; 'ARI-0001' and 'CD19' unchanged."""
+    """'infection.4' -> 'infection.', 'patients.3' -> 'patients.', 'infection [4, 5]' -> 'infection';
+    'ARI-0001' and 'CD19' unchanged."""
+    text = _BRACKET_CITATION.sub("", text)
     m = _CITATION.search(text)
     if m and m.group(1):  # only a number glued to punctuation is a marker; CD19 is a name
         return text[: m.start(2)]

@@ -108,6 +108,65 @@ def m001_core_tables(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m002_eval_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Scores of ``pipeline eval``, keyed by ``eval_id`` = run id, gold-set hash, mode and
+    whether ungrounded records were scored. Re-scoring replaces the rows of that key."""
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS eval_runs (
+            eval_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            gold_hash VARCHAR NOT NULL,
+            mode VARCHAR NOT NULL,
+            include_ungrounded BOOLEAN NOT NULL,
+            schema_name VARCHAR,
+            gold_dir VARCHAR,
+            scored_at TIMESTAMP NOT NULL,
+            n_gold_documents INTEGER,
+            n_missing_documents INTEGER,
+            n_unscored_documents INTEGER,
+            micro_precision DOUBLE,
+            micro_recall DOUBLE,
+            micro_f1 DOUBLE,
+            macro_f1 DOUBLE,
+            grounding_rate DOUBLE,
+            report JSON
+        );
+        CREATE TABLE IF NOT EXISTS eval_type_scores (
+            eval_id VARCHAR NOT NULL,
+            record_type VARCHAR NOT NULL,
+            tp INTEGER NOT NULL,
+            fp INTEGER NOT NULL,
+            fn INTEGER NOT NULL,
+            precision DOUBLE,
+            recall DOUBLE,
+            f1 DOUBLE,
+            PRIMARY KEY (eval_id, record_type)
+        );
+        CREATE TABLE IF NOT EXISTS eval_field_scores (
+            eval_id VARCHAR NOT NULL,
+            record_type VARCHAR NOT NULL,
+            field VARCHAR NOT NULL,
+            correct DOUBLE NOT NULL,
+            total INTEGER NOT NULL,
+            accuracy DOUBLE,
+            PRIMARY KEY (eval_id, record_type, field)
+        );
+        CREATE TABLE IF NOT EXISTS eval_items (
+            eval_id VARCHAR NOT NULL,
+            doc_id VARCHAR NOT NULL,
+            record_type VARCHAR NOT NULL,
+            outcome VARCHAR NOT NULL, -- found | missed | absorbed | spurious
+            gold_index INTEGER,        -- position in the gold file's list (NULL for spurious)
+            record_id VARCHAR,         -- the prediction (NULL for missed)
+            similarity DOUBLE,
+            key JSON
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_core_tables", m001_core_tables),
+    ("002_eval_tables", m002_eval_tables),
 ]
