@@ -75,12 +75,13 @@ def sentence_with(value: str, chunk: Chunk, doc: Document) -> str | None:
     return None
 
 
-def ground_item(rt: RecordType, item: dict[str, Any], chunk: Chunk, doc: Document) -> dict[str, Any] | None:
-    """Keep an item only if its key values occur in the chunk; null unsupported free text."""
+def ground_item(rt: RecordType, item: dict[str, Any], unit: str, chunk: Chunk, doc: Document) -> dict[str, Any] | None:
+    """Keep an item only if its key values occur in the text the model saw (``unit``);
+    null free-text values the chunk does not support; evidence is the unit's sentence."""
     keys = rt.key_fields
     for k in keys:
         value = item.get(k)
-        if not isinstance(value, str) or not contains_value(value, chunk.text):
+        if not isinstance(value, str) or not contains_value(value, unit):
             return None
     out = dict(item)
     for name, info in rt.model.model_fields.items():
@@ -91,11 +92,14 @@ def ground_item(rt: RecordType, item: dict[str, Any], chunk: Chunk, doc: Documen
             out[name] = [v for v in value if isinstance(v, str) and contains_value(v, chunk.text)]
         elif isinstance(value, str) and not contains_value(value, chunk.text):
             out[name] = None
-    first_key = next((item[k] for k in keys if isinstance(item.get(k), str)), None)
-    evidence = sentence_with(first_key, chunk, doc) if first_key else None
-    if evidence is None:
-        return None
-    out["evidence"] = evidence
+    if len(unit) <= 400:
+        out["evidence"] = unit.strip()
+    else:
+        first_key = next((item[k] for k in keys if isinstance(item.get(k), str)), None)
+        evidence = sentence_with(first_key, chunk, doc) if first_key else None
+        if evidence is None:
+            return None
+        out["evidence"] = evidence
     try:
         return rt.model.model_validate(out).model_dump(mode="json")
     except ValidationError:
@@ -108,12 +112,26 @@ def _gates(folder: Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def wanted(rt: RecordType, chunk: Chunk, gates: dict[str, dict[str, Any]]) -> bool:
+def units(rt: RecordType, chunk: Chunk, doc: Document, gates: dict[str, dict[str, Any]]) -> list[Span]:
+    """The pieces of ``chunk`` one call sees for ``rt``: sentences by default, ``line`` or
+    ``chunk`` when the gate says so; only pieces matching the gate's cue pattern."""
     gate = gates.get(rt.name, {})
     if gate.get("first_chunk_only") and chunk.index != 0:
-        return False
+        return []
+    unit = gate.get("unit", "sentence")
+    if unit == "chunk":
+        pieces = [Span(chunk.start, chunk.end)]
+    elif unit == "line":
+        pieces = [
+            Span(chunk.start + m.start(), chunk.start + m.end()) for m in re.finditer(r"[^\n]*\S[^\n]*", chunk.text)
+        ]
+    else:
+        pieces = list(sentences(doc.text, Span(chunk.start, chunk.end)))
     pattern = gate.get("pattern")
-    return not pattern or re.search(pattern, chunk.text, re.IGNORECASE | re.MULTILINE) is not None
+    if pattern:
+        cue = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+        pieces = [p for p in pieces if cue.search(doc.text[p.start : p.end])]
+    return pieces
 
 
 class FewShotStrategy(Strategy):
@@ -143,29 +161,32 @@ class FewShotStrategy(Strategy):
         raw: dict[str, Any] = {}
         errors: list[str] = []
         for rt in ctx.schema.record_types:
-            if not wanted(rt, chunk, gates):
-                continue
             path = self.folder / f"{rt.name}.j2"
             if not path.is_file():
                 continue  # no examples written for this type: it is not asked
             prompt = load_prompt(str(path))
-            decoding = {**ctx.provider.decoding, "max_tokens": min(self.max_tokens, ctx.provider.decoding["max_tokens"])}
-            try:
-                result = client.create(
-                    response_model=item_model(rt),
-                    messages=prompt.render(text=chunk.text),  # type: ignore[arg-type]
-                    max_retries=ctx.max_retries,
-                    **decoding,
-                )
-            except Exception as exc:  # this type failed after its retries; others go on
-                errors.append(f"{rt.name}: {type(exc).__name__}: {str(exc)[:200]}")
-                continue
-            items = [i.model_dump(mode="json") for i in result.items]  # type: ignore[attr-defined]
-            raw[rt.name] = items
-            for item in items:
-                rec = ground_item(rt, item, chunk, doc)
-                if rec is not None and rec not in records[rt.name]:
-                    records[rt.name].append(rec)
+            decoding = {
+                **ctx.provider.decoding,
+                "max_tokens": min(self.max_tokens, ctx.provider.decoding["max_tokens"]),
+            }
+            for span in units(rt, chunk, doc, gates):
+                text = doc.text[span.start : span.end]
+                try:
+                    result = client.create(
+                        response_model=item_model(rt),
+                        messages=prompt.render(text=text),  # type: ignore[arg-type]
+                        max_retries=ctx.max_retries,
+                        **decoding,
+                    )
+                except Exception as exc:  # this piece failed after its retries; the others go on
+                    errors.append(f"{rt.name}@{span.start}: {type(exc).__name__}: {str(exc)[:200]}")
+                    continue
+                items = [i.model_dump(mode="json") for i in result.items]  # type: ignore[attr-defined]
+                raw.setdefault(rt.name, []).extend(items)
+                for item in items:
+                    rec = ground_item(rt, item, text, chunk, doc)
+                    if rec is not None and rec not in records[rt.name]:
+                        records[rt.name].append(rec)
         ground_records(records, chunk, doc)
         if errors and not raw:
             return ChunkOutcome(calls=log.calls, status="failed", error="; ".join(errors))

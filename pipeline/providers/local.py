@@ -50,6 +50,7 @@ def fold_system_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]
 class LocalProvider(Provider):
     #: a 270M base model needs the small-model strategy (pipeline/strategies.py)
     default_strategy = "fewshot"
+
     def __init__(
         self,
         model_path: str | None = None,
