@@ -186,6 +186,7 @@ def run_extract(
                     "seconds": summary.seconds,
                 },
             )
+        store.ensure_views(schema)
     return summary
 
 

@@ -23,9 +23,10 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from pipeline.cli import extract
+    from pipeline.cli import extract, sql
 
     app.command("extract")(extract.extract)
+    app.command("sql")(sql.sql)
 
 
 def main() -> None:
