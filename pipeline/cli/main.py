@@ -23,10 +23,11 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from pipeline.cli import extract, sql
+    from pipeline.cli import export, extract, sql
 
     app.command("extract")(extract.extract)
     app.command("sql")(sql.sql)
+    app.command("export")(export.export)
 
 
 def main() -> None:
