@@ -82,3 +82,14 @@ def test_errors(tmp_path: Path, db: Path) -> None:
     with pytest.raises(InputError, match="use one of: parquet, csv, jsonl"):
         run_export(db=db, out=tmp_path / "x", fmt="xlsx")
     assert not (tmp_path / "x").exists()
+
+
+def test_cli(tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_sql import cli
+
+    summary = build(tmp_path, db)
+    code, out, err = cli(capsys, monkeypatch, "export", "--db", str(db), "--out", "x", "--format", "csv")
+    assert code == 0 and "x/therapies.csv\t2 therapies" in out.splitlines()
+    assert err == f"run {summary.run_id}: 5 records in {len(RECORD_TYPES)} files under x\n"
+    code, _, err = cli(capsys, monkeypatch, "export", "--db", str(db), "--out", "x", "--format", "xlsx")
+    assert code == 1 and err.startswith("error: unknown export format 'xlsx'")

@@ -23,11 +23,12 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from pipeline.cli import export, extract, sql
+    from pipeline.cli import export, extract, report, sql
 
     app.command("extract")(extract.extract)
     app.command("sql")(sql.sql)
     app.command("export")(export.export)
+    app.command("report")(report.report)
 
 
 def main() -> None:
