@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,13 @@ def query(db: Path, sql: str) -> list[dict[str, Any]]:
 def test_extract_creates_one_view_per_record_type(tmp_path: Path, db: Path) -> None:
     build(tmp_path, db)
     views = {r[0] for r in run_query(db, "SELECT view_name FROM duckdb_views() WHERE NOT internal").rows}
-    assert views == set(RECORD_TYPES)
+    assert views == {*RECORD_TYPES, "all_records"}
 
 
 def test_views_hold_grounded_records_with_document_and_span(tmp_path: Path, db: Path) -> None:
     summary = build(tmp_path, db)
     docs = tmp_path / "docs"
-    rows = query(db, "SELECT * EXCLUDE (record_id, chunk_id) FROM therapies ORDER BY doc_id")
+    rows = query(db, "SELECT * EXCLUDE (record_id, chunk_id, doc_sha256) FROM therapies ORDER BY doc_id")
     des_ev = DES_OUT["therapies"][0]["evidence"]
     assert rows == [
         {
@@ -96,6 +97,42 @@ def test_views_hold_grounded_records_with_document_and_span(tmp_path: Path, db: 
     assert query(db, "SELECT count(*) AS n FROM organizations") == [{"n": 0}]
 
 
+def test_all_records_puts_every_type_together(tmp_path: Path, db: Path) -> None:
+    build(tmp_path, db)
+    rows = query(
+        db,
+        "SELECT record_type, label, fields, evidence_start FROM all_records WHERE doc_id = 'des' ORDER BY evidence_start",
+    )
+    reg = DES_OUT["regulatory_events"][0]
+    assert [(r["record_type"], r["label"], json.loads(r["fields"])) for r in rows] == [
+        (
+            "article",
+            "Descartes-08 Receives Designation",
+            {
+                **dict.fromkeys(["title", "article_type", "published", "source", "doi", "pmid"]),
+                "title": "Descartes-08 Receives Designation",
+            },
+        ),
+        (
+            "regulatory_events",
+            "FDA · Rare Pediatric Disease Designation · Descartes-08",
+            {**{k: v for k, v in reg.items() if k != "evidence"}, "date": None},
+        ),
+        (
+            "therapies",
+            "Descartes-08",
+            {
+                "name": "Descartes-08",
+                "modality": None,
+                "target": None,
+                "developer": "Cartesian Therapeutics",
+                "indications": ["juvenile dermatomyositis"],
+            },
+        ),
+    ]
+    assert [r["evidence_start"] for r in rows] == [0, DES.index("The FDA"), DES.index("Cartesian")]
+
+
 def test_views_follow_each_documents_latest_run(tmp_path: Path, db: Path) -> None:
     build(tmp_path, db)
     fake = FakeProvider()
@@ -136,7 +173,7 @@ def test_views_are_derived_from_any_schema_and_never_take_a_table_name(tmp_path:
         store.ensure_record_tables(schema)
         names = store.ensure_views(schema)
     assert names == {"documents": "documents_records", "items": "items"}
-    assert query(db, "SELECT * FROM items") == []
+    assert query(db, "SELECT * FROM items") == [] and query(db, "SELECT * FROM all_records") == []
     assert run_query(db, "SELECT * FROM documents_records").columns[:2] == ["doc_id", "label"]
     for core in CORE_TABLES - {"_migrations"}:  # pydantic has no field names starting with "_"
         assert view_name(core, set()) == f"{core}_records"
@@ -205,7 +242,7 @@ def test_tables_lists_tables_and_views_with_columns(tmp_path: Path, db: Path) ->
     assert rows["therapies"][0] == "view" and rows["runs"][0] == "table"
     assert rows["therapies"][1].startswith("doc_id VARCHAR, name VARCHAR, modality VARCHAR")
     assert "indications VARCHAR[]" in rows["therapies"][1]
-    assert set(RECORD_TYPES) | set(CORE_TABLES) <= set(rows)
+    assert {*RECORD_TYPES, *CORE_TABLES, "all_records"} <= set(rows)
 
 
 # -- the command line --------------------------------------------------------------
@@ -273,6 +310,32 @@ def test_offsets_slice_document_text_in_sql(tmp_path: Path, db: Path) -> None:
     rows = query(
         db,
         "SELECT substr(d.text, v.evidence_start + 1, v.evidence_end - v.evidence_start) = v.evidence AS same "
-        "FROM regulatory_events v JOIN documents d USING (doc_id)",
+        "FROM regulatory_events v JOIN documents d USING (doc_id, doc_sha256)",
     )
     assert rows == [{"same": True}]
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_queries() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Querying with SQL", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
+
+
+def test_readme_queries_run(tmp_path: Path, db: Path) -> None:
+    build(tmp_path, db)
+    queries = readme_queries()
+    assert len(queries) >= 5
+    results = [run_query(db, q, params={"doc": "des"} if "$doc" in q else None) for q in queries]
+    fda, one_doc, runs, conditions = results[:4]
+    assert fda.rows == [("Descartes-08", "Rare Pediatric Disease Designation", "juvenile dermatomyositis", None, "des")]
+    assert [r[:2] for r in one_doc.rows] == [
+        ("article", "Descartes-08 Receives Designation"),
+        ("regulatory_events", "FDA · Rare Pediatric Disease Designation · Descartes-08"),
+        ("therapies", "Descartes-08"),
+    ]
+    assert len(runs.rows) == 1 and runs.columns[0] == "run_id"
+    assert conditions.rows == [("myasthenia gravis", 1, ["KYV-101"])]
+    assert all(r.columns for r in results)

@@ -4,7 +4,8 @@ A view is named after its record type (``therapies``, ``people``, ...) and holds
 *grounded* records of each document's latest finished run of that schema, one row per
 extracted mention, joined with the document's path and title and the evidence offsets.
 Records reused from an earlier run are included: a run's records are found through
-``run_chunks``, not through the ``run_id`` that wrote them.
+``run_chunks``, not through the ``run_id`` that wrote them. ``all_records`` puts every
+record type's view together (type, key-field label, fields as JSON, evidence).
 
 The same SELECT, for one chosen run instead of the latest, feeds ``pipeline export``.
 Everything here is derived from the schema's record types; nothing names a biomedical type.
@@ -21,6 +22,8 @@ from pipeline.core.schema import RecordType, Schema
 CORE_TABLES = frozenset(
     {"_migrations", "documents", "chunks", "runs", "run_documents", "run_chunks", "extractions", "llm_calls"}
 )
+#: the view of every record type together
+ALL_RECORDS = "all_records"
 #: name prefixes reserved for tables (``rec_<type>`` records, ``eval_*`` scores, ``_*`` bookkeeping)
 RESERVED_PREFIXES = ("rec_", "eval_", "_")
 #: document columns added to every view (a schema field of the same name wins)
@@ -43,7 +46,8 @@ def table_names(con: duckdb.DuckDBPyConnection, kind: str = "BASE TABLE") -> set
 def view_name(record_type: str, taken: set[str]) -> str:
     """``record_type``, or ``<record_type>_records`` when that name belongs to a table."""
     for name in (record_type, f"{record_type}_records"):
-        if name not in CORE_TABLES and name not in taken and not name.startswith(RESERVED_PREFIXES):
+        free = name not in CORE_TABLES and name != ALL_RECORDS and name not in taken
+        if free and not name.startswith(RESERVED_PREFIXES):
             return name
     raise StoreError(
         f"record type {record_type!r} has no free view name ({record_type} and {record_type}_records are taken or reserved)",
@@ -84,7 +88,7 @@ def record_select(
     """SELECT the records of ``rt`` for the (doc_id, run_id) pairs the query ``runs`` yields.
 
     Columns: doc_id, the record's fields, evidence and its offsets, alignment, grounded,
-    doc_title, doc_path, run_id (the run the row belongs to), record_id, chunk_id.
+    doc_title, doc_path, doc_sha256, run_id (the run the row belongs to), record_id, chunk_id.
     """
     table = f"rec_{rt.name}"
     fields = [f"r.{name}" for name in rt.value_fields]
@@ -117,6 +121,7 @@ def record_select(
         "r.alignment",
         "r.grounded",
         *doc_cols,
+        "r.doc_sha256",
         "sel.run_id",
         "r.record_id",
         "r.chunk_id",
@@ -132,10 +137,23 @@ def record_select(
     )
 
 
-def ensure_views(con: duckdb.DuckDBPyConnection, schema: Schema) -> dict[str, str]:
-    """Create or refresh one view per record type of ``schema``; return {record type: view name}.
+def all_records_select(schema: Schema, names: dict[str, str]) -> str:
+    """Every record type's view in one: type, key-field label, fields as JSON, evidence, document."""
+    parts = []
+    for rt in schema.record_types:
+        label = ", ".join(f"CAST(v.{k} AS VARCHAR)" for k in rt.key_fields)
+        fields = ", ".join(f"{f} := v.{f}" for f in rt.value_fields)
+        parts.append(
+            f"SELECT v.doc_id, {sql_string(rt.name)} AS record_type, concat_ws(' · ', {label}) AS label, "
+            f"to_json(struct_pack({fields})) AS fields, v.evidence, v.evidence_start, v.evidence_end, "
+            f'v.alignment, v.run_id, v.record_id FROM "{names[rt.name]}" v'
+        )
+    return " UNION ALL ".join(parts)
 
-    The record tables must exist (``Store.ensure_record_tables``)."""
+
+def ensure_views(con: duckdb.DuckDBPyConnection, schema: Schema) -> dict[str, str]:
+    """Create or refresh one view per record type of ``schema``, and ``all_records`` over them;
+    return {record type: view name}. The record tables must exist (``Store.ensure_record_tables``)."""
     tables = table_names(con)
     missing = [f"rec_{rt.name}" for rt in schema.record_types if f"rec_{rt.name}" not in tables]
     if missing:
@@ -146,4 +164,6 @@ def ensure_views(con: duckdb.DuckDBPyConnection, schema: Schema) -> dict[str, st
         name = view_name(rt.name, tables)
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {record_select(schema, rt, latest, tables=tables)}')
         names[rt.name] = name
+    if ALL_RECORDS not in tables:
+        con.execute(f"CREATE OR REPLACE VIEW {ALL_RECORDS} AS {all_records_select(schema, names)}")
     return names
