@@ -185,6 +185,7 @@ def run_extract(
                     "seconds": summary.seconds,
                 },
             )
+        store.ensure_views(schema)
     return summary
 
 

@@ -24,10 +24,13 @@ def _root() -> None:
 
 def _register() -> None:
     from pipeline.cli import eval as eval_cmd
-    from pipeline.cli import extract
+    from pipeline.cli import export, extract, report, sql
 
     app.command("extract")(extract.extract)
     app.command("eval")(eval_cmd.eval_)
+    app.command("sql")(sql.sql)
+    app.command("export")(export.export)
+    app.command("report")(report.report)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from pipeline.core.errors import StoreError
 from pipeline.core.schema import RecordType, Schema
 from pipeline.core.types import Chunk, Document
 from pipeline.store.migrations import MIGRATIONS
+from pipeline.store.views import ensure_views
 
 RECORD_COLUMNS = [
     ("record_id", "VARCHAR PRIMARY KEY"),
@@ -406,3 +407,10 @@ class Store:
                 rec = dict(zip(names, row, strict=True))
                 out.setdefault(rec["doc_id"], {t.name: [] for t in schema.record_types})[rt.name].append(rec)
         return out
+
+    # -- friendly views (``pipeline sql``; see pipeline/store/views.py) -----------------
+
+    def ensure_views(self, schema: Schema) -> dict[str, str]:
+        """Create or refresh one view per record type; return {record type: view name}."""
+        with self.transaction():
+            return ensure_views(self.con, schema)
