@@ -168,9 +168,14 @@ class DirectStrategy(Strategy):
 
 
 def get_strategy(name: str) -> Strategy:
-    from pipeline.strategies import FewShotStrategy
+    from pipeline.strategies import CandidateStrategy, FewShotStrategy, RulesStrategy
 
-    strategies: dict[str, type[Strategy]] = {"direct": DirectStrategy, "fewshot": FewShotStrategy}
+    strategies: dict[str, type[Strategy]] = {
+        "direct": DirectStrategy,
+        "fewshot": FewShotStrategy,
+        "select": CandidateStrategy,
+        "rules": RulesStrategy,
+    }
     if name not in strategies:
         raise PipelineError(f"unknown strategy {name!r}", f"use one of: {', '.join(sorted(strategies))}")
     return strategies[name]()

@@ -23,12 +23,15 @@ import hashlib
 import json
 import re
 import typing
+import unicodedata
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from pipeline.candidates import candidates, is_generic_therapy
 from pipeline.chunk import sentences
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import RecordType
@@ -75,7 +78,9 @@ def sentence_with(value: str, chunk: Chunk, doc: Document) -> str | None:
     return None
 
 
-def ground_item(rt: RecordType, item: dict[str, Any], unit: str, chunk: Chunk, doc: Document) -> dict[str, Any] | None:
+def ground_item(
+    rt: RecordType, item: dict[str, Any], unit: str, chunk: Chunk, doc: Document, evidence: str | None = None
+) -> dict[str, Any] | None:
     """Keep an item only if its key values occur in the text the model saw (``unit``);
     null free-text values the chunk does not support; evidence is the unit's sentence."""
     keys = rt.key_fields
@@ -92,8 +97,9 @@ def ground_item(rt: RecordType, item: dict[str, Any], unit: str, chunk: Chunk, d
             out[name] = [v for v in value if isinstance(v, str) and contains_value(v, chunk.text)]
         elif isinstance(value, str) and not contains_value(value, chunk.text):
             out[name] = None
-    if len(unit) <= 400:
-        out["evidence"] = unit.strip()
+    evidence = evidence if evidence is not None else unit
+    if len(evidence) <= 400:
+        out["evidence"] = evidence.strip()
     else:
         first_key = next((item[k] for k in keys if isinstance(item.get(k), str)), None)
         evidence = sentence_with(first_key, chunk, doc) if first_key else None
@@ -131,7 +137,17 @@ def units(rt: RecordType, chunk: Chunk, doc: Document, gates: dict[str, dict[str
     if pattern:
         cue = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
         pieces = [p for p in pieces if cue.search(doc.text[p.start : p.end])]
+    exclude = gate.get("exclude_lines")
+    if exclude:  # e.g. reference-list lines, where the spec says organizations are not records
+        skip = re.compile(exclude)
+        pieces = [p for p in pieces if not skip.search(_line_of(doc.text, p.start))]
     return pieces
+
+
+def _line_of(text: str, pos: int) -> str:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    return text[start : end if end >= 0 else len(text)]
 
 
 class FewShotStrategy(Strategy):
@@ -191,3 +207,194 @@ class FewShotStrategy(Strategy):
         if errors and not raw:
             return ChunkOutcome(calls=log.calls, status="failed", error="; ".join(errors))
         return ChunkOutcome(records=records, calls=log.calls, response={"items": raw, "errors": errors})
+
+
+# -- candidate-constrained strategies ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A schema field that declares ``json_schema_extra={"candidates": kind, ...}``."""
+
+    name: str
+    kind: str
+    scope: str  # "unit" (the sentence/line) or "chunk"
+    is_list: bool
+    is_key: bool
+    primary: bool
+
+
+@cache
+def field_specs(rt: RecordType) -> tuple[FieldSpec, ...]:
+    keys = set(rt.key_fields)
+    specs = []
+    for name, info in rt.model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        kind = extra.get("candidates")
+        if isinstance(kind, str):
+            is_list = typing.get_origin(info.annotation) is list
+            scope = str(extra.get("candidates_scope", "unit"))
+            specs.append(FieldSpec(name, kind, scope, is_list, name in keys, bool(extra.get("primary"))))
+    return tuple(specs)
+
+
+def _positions(cands: list[str], text: str) -> list[tuple[str, int, int]]:
+    norm = unicodedata.normalize("NFC", text).replace("\xa0", " ")
+    out = []
+    for c in cands:
+        at = norm.find(c)
+        if at >= 0:
+            out.append((c, at, at + len(c)))
+    return out
+
+
+def _maximal(found: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Drop candidates whose span lies inside a longer candidate's span."""
+    return [
+        a
+        for a in found
+        if not any(b is not a and b[1] <= a[1] and a[2] <= b[2] and (b[2] - b[1]) > (a[2] - a[1]) for b in found)
+    ]
+
+
+class CandidateStrategy(Strategy):
+    """``select``: per unit and record type, the model fills the record with every
+    candidate-declaring field constrained to an enum of spans found in the text.
+    ``rules`` (ablation, no model): one record per primary-key candidate, other fields from
+    the nearest candidates -- the baseline ``select`` must beat to earn its calls."""
+
+    name = "select"
+    default_prompt = "fewshot"
+    use_model: ClassVar[bool] = True
+    max_tokens: ClassVar[int] = 160
+    folder: Path = PROMPTS_DIR
+
+    def prepare(self, ctx: Context, prompt: str | None) -> str:
+        return FewShotStrategy.prepare(self, ctx, prompt)  # type: ignore[arg-type]
+
+    def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
+        log = AttemptLog(ctx.provider, ctx.schema.hash)
+        client = ctx.provider.instructor_client() if self.use_model else None
+        if client is not None:
+            log.attach(client)
+        gates = {k: {kk: vv for kk, vv in v.items() if kk != "pattern"} for k, v in _gates(self.folder).items()}
+        records: dict[str, list[dict[str, Any]]] = {rt.name: [] for rt in ctx.schema.record_types}
+        raw: dict[str, Any] = {}
+        errors: list[str] = []
+        for rt in ctx.schema.record_types:
+            specs = field_specs(rt)
+            if not specs or not all(any(s.name == k for s in specs) for k in rt.key_fields):
+                continue  # this type's key fields declare no candidates: nothing to select from
+            path = self.folder / f"{rt.name}.j2"
+            for span in units(rt, chunk, doc, gates):
+                unit = doc.text[span.start : span.end]
+                offset = span.start - chunk.start
+                cands = {
+                    s.name: _positions(
+                        candidates(s.kind, unit if s.scope == "unit" else chunk.text),
+                        unit if s.scope == "unit" else chunk.text,
+                    )
+                    for s in specs
+                }
+                if any(not cands[k] for k in rt.key_fields):
+                    continue
+                if client is None:
+                    items = self._rules(rt, specs, cands, offset)
+                else:
+                    if not path.is_file():
+                        continue
+                    try:
+                        items = self._select(client, rt, specs, cands, load_prompt(str(path)).render(text=unit), ctx)
+                    except Exception as exc:  # this unit failed after its retries; the others go on
+                        errors.append(f"{rt.name}@{span.start}: {type(exc).__name__}: {str(exc)[:200]}")
+                        continue
+                raw.setdefault(rt.name, []).extend(items)
+                for item in items:
+                    rec = ground_item(rt, item, chunk.text, chunk, doc, evidence=unit)
+                    if rec is not None and rec not in records[rt.name]:
+                        records[rt.name].append(rec)
+        ground_records(records, chunk, doc)
+        if errors and not raw:
+            return ChunkOutcome(calls=log.calls, status="failed", error="; ".join(errors))
+        return ChunkOutcome(records=records, calls=log.calls, response={"items": raw, "errors": errors})
+
+    def _select(
+        self,
+        client: Any,
+        rt: RecordType,
+        specs: tuple[FieldSpec, ...],
+        cands: dict[str, list[tuple[str, int, int]]],
+        messages: list[Any],
+        ctx: Context,
+    ) -> list[dict[str, Any]]:
+        fields: dict[str, Any] = {}
+        by_name = {s.name: s for s in specs}
+        for name, info in rt.model.model_fields.items():
+            if name == "evidence":
+                continue
+            spec = by_name.get(name)
+            options = tuple(dict.fromkeys(c for c, _, _ in cands.get(name, [])))
+            if spec is None:
+                fields[name] = (info.annotation, info)
+            elif spec.is_key:
+                fields[name] = (Literal[options], ...)
+            elif not options:
+                fields[name] = (list[str] if spec.is_list else None, [] if spec.is_list else None)
+            elif spec.is_list:
+                fields[name] = (list[Literal[options]], Field(default_factory=list, max_length=6))  # type: ignore[valid-type]
+            else:
+                fields[name] = (Literal[options] | None, None)
+        item = create_model(f"{rt.model.__name__}Choice", __config__=ConfigDict(extra="forbid"), **fields)
+        limit = MAX_ITEMS if rt.many else 1
+        model = create_model(
+            f"{rt.model.__name__}Choices",
+            __config__=ConfigDict(extra="forbid"),
+            items=(list[item], Field(default_factory=list, max_length=limit)),  # type: ignore[valid-type]
+        )
+        decoding = {**ctx.provider.decoding, "max_tokens": min(self.max_tokens, ctx.provider.decoding["max_tokens"])}
+        result = client.create(response_model=model, messages=messages, max_retries=ctx.max_retries, **decoding)
+        return [i.model_dump(mode="json") for i in result.items]
+
+    @staticmethod
+    def _rules(
+        rt: RecordType, specs: tuple[FieldSpec, ...], cands: dict[str, list[tuple[str, int, int]]], offset: int
+    ) -> list[dict[str, Any]]:
+        keys = [s for s in specs if s.is_key]
+        primary = next((s for s in keys if s.primary), keys[0])
+
+        def at(spec: FieldSpec, pos: int) -> int:
+            return pos + offset if spec.scope == "unit" else pos
+
+        end_of_unit = max((c[2] for c in cands[primary.name]), default=0)
+        items = []
+        primaries = _maximal(cands[primary.name])
+        if primary.kind == "therapy" and any(not is_generic_therapy(c[0]) for c in primaries):
+            primaries = [c for c in primaries if not is_generic_therapy(c[0])]
+        for value, start, end in primaries:
+            anchor = at(primary, start)
+            item: dict[str, Any] = {primary.name: value}
+            for s in specs:
+                if s.name == primary.name:
+                    continue
+                found = [c for c in _maximal(cands[s.name]) if c[0].casefold() != value.casefold()]
+                if s.is_list:
+                    item[s.name] = [c for c, _, _ in found]
+                    continue
+                if s.kind in {"abbreviation", "grant_id", "credentials"}:  # must follow the value directly
+                    found = [c for c in found if 0 <= c[1] - end <= 3]
+                if s.kind == "therapy":  # spec: a product name or code beats a class phrase
+                    specific = [c for c in found if not is_generic_therapy(c[0])]
+                    in_unit = [c for c in specific if s.scope == "unit" or offset <= c[1] < offset + (end_of_unit or 0)]
+                    found = in_unit or specific or found
+                if not found:
+                    item[s.name] = None
+                    continue
+                item[s.name] = min(found, key=lambda c: abs(at(s, c[1]) - anchor))[0]
+            if all(item.get(k.name) for k in keys):
+                items.append(item)
+        return items
+
+
+class RulesStrategy(CandidateStrategy):
+    name = "rules"
+    use_model = False

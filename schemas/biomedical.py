@@ -18,17 +18,43 @@ from pydantic import BaseModel, ConfigDict, Field
 KEY = {"key": True}
 
 
-def _name(description: str, *, key: bool = False, max_length: int = 120) -> Any:
+def _extra(key: bool, candidates: str | None, primary: bool, scope: str | None) -> dict[str, Any] | None:
+    extra: dict[str, Any] = {}
+    if key:
+        extra["key"] = True
+    if candidates:
+        extra["candidates"] = candidates
+    if primary:
+        extra["primary"] = True
+    if scope:
+        extra["candidates_scope"] = scope
+    return extra or None
+
+
+def _name(
+    description: str,
+    *,
+    key: bool = False,
+    max_length: int = 120,
+    candidates: str | None = None,
+    primary: bool = False,
+    scope: str | None = None,
+) -> Any:
     return Field(
         min_length=1,
         max_length=max_length,
         description=description,
-        json_schema_extra=KEY if key else None,
+        json_schema_extra=_extra(key, candidates, primary, scope),
     )
 
 
-def _opt(description: str, max_length: int = 120) -> Any:
-    return Field(default=None, max_length=max_length, description=description)
+def _opt(description: str, max_length: int = 120, *, candidates: str | None = None, scope: str | None = None) -> Any:
+    return Field(
+        default=None,
+        max_length=max_length,
+        description=description,
+        json_schema_extra=_extra(False, candidates, False, scope),
+    )
 
 
 EVIDENCE_DESCRIPTION = "verbatim quote from the text (one sentence or less) that supports this record"
@@ -40,7 +66,7 @@ class Record(BaseModel):
 
 
 class Article(Record):
-    title: str = _name("the article's title as written", key=True, max_length=300)
+    title: str = _name("the article's title as written", key=True, max_length=300, candidates="title")
     article_type: (
         Literal[
             "news",
@@ -59,21 +85,22 @@ class Article(Record):
         max_length=10,
         pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$",
         description="original publication date, ISO, as precise as stated: 2025-01-30, 2025-04 or 2025",
+        json_schema_extra={"candidates": "date"},
     )
-    source: str | None = _opt("journal or site name")
-    doi: str | None = _opt("DOI, e.g. 10.1016/j.medj.2025.100676", 100)
+    source: str | None = _opt("journal or site name", candidates="source")
+    doi: str | None = _opt("DOI, e.g. 10.1016/j.medj.2025.100676", 100, candidates="doi")
     pmid: str | None = Field(default=None, max_length=12, pattern=r"^[0-9]{1,10}$")
 
 
 class Person(Record):
-    name: str = _name("person's name without credentials", key=True, max_length=80)
-    credentials: str | None = _opt("degrees and credentials, e.g. MD, PhD", 60)
+    name: str = _name("person's name without credentials", key=True, max_length=80, candidates="person")
+    credentials: str | None = _opt("degrees and credentials, e.g. MD, PhD", 60, candidates="credentials")
     role: str | None = _opt("role as stated, e.g. 'clinical director' or 'author'", 160)
-    affiliation: str | None = _opt("organization name as stated", 160)
+    affiliation: str | None = _opt("organization name as stated", 160, candidates="organization")
 
 
 class Organization(Record):
-    name: str = _name("organization name as written", key=True)
+    name: str = _name("organization name as written", key=True, candidates="organization")
     kind: (
         Literal[
             "company",
@@ -91,63 +118,66 @@ class Organization(Record):
 
 
 class Condition(Record):
-    name: str = _name("disease, syndrome, complication or adverse event", key=True)
-    abbreviation: str | None = _opt("abbreviation defined in the text, e.g. CRS", 20)
+    name: str = _name("disease, syndrome, complication or adverse event", key=True, candidates="condition")
+    abbreviation: str | None = _opt("abbreviation defined in the text, e.g. CRS", 20, candidates="abbreviation")
 
 
 class Therapy(Record):
-    name: str = _name("product name or code, or the specific therapy as written", key=True)
+    name: str = _name("product name or code, or the specific therapy as written", key=True, candidates="therapy")
     modality: str | None = _opt("kind of therapy as stated, e.g. 'mRNA CAR T cell therapy'")
-    target: str | None = _opt("molecular target, e.g. CD19, BCMA", 30)
-    developer: str | None = _opt("company or institution developing it")
-    indications: list[str] = Field(default_factory=list, max_length=12)
+    target: str | None = _opt("molecular target, e.g. CD19, BCMA", 30, candidates="target")
+    developer: str | None = _opt("company or institution developing it", candidates="organization", scope="chunk")
+    indications: list[str] = Field(default_factory=list, max_length=12, json_schema_extra={"candidates": "condition"})
 
 
 class RegulatoryEvent(Record):
-    agency: str = _name("regulator, e.g. FDA", key=True, max_length=80)
-    action: str = _name("action as stated, e.g. 'Rare Pediatric Disease Designation'", key=True)
-    therapy: str = _name("therapy the action is about", key=True)
-    indication: str | None = _opt("condition the action is for")
+    agency: str = _name("regulator, e.g. FDA", key=True, max_length=80, candidates="agency")
+    action: str = _name(
+        "action as stated, e.g. 'Rare Pediatric Disease Designation'", key=True, candidates="action", primary=True
+    )
+    therapy: str = _name("therapy the action is about", key=True, candidates="therapy", scope="chunk")
+    indication: str | None = _opt("condition the action is for", candidates="condition")
     date: str | None = Field(
         default=None,
         max_length=10,
         pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$",
         description="ISO date as precise as stated",
+        json_schema_extra={"candidates": "date"},
     )
 
 
 class Trial(Record):
-    therapy: str = _name("therapy studied", key=True)
+    therapy: str = _name("therapy studied", key=True, candidates="therapy", scope="chunk")
     phase: str = Field(
         min_length=1,
         max_length=5,
         pattern=r"^[0-9][a-z]?(/[0-9][a-z]?)?$",
         description="phase in digits: 1, 2, 3, 1/2, 2b",
-        json_schema_extra=KEY,
+        json_schema_extra={"key": True, "candidates": "phase", "primary": True},
     )
-    name: str | None = _opt("trial name, e.g. AURORA", 80)
-    indication: str | None = _opt("condition studied")
+    name: str | None = _opt("trial name, e.g. AURORA", 80, candidates="trial_name")
+    indication: str | None = _opt("condition studied", candidates="condition")
     status: Literal["planned", "ongoing", "completed", "unknown"] | None = None
-    registry_id: str | None = _opt("NCT number or other registry id", 30)
-    sponsor: str | None = _opt("sponsor")
+    registry_id: str | None = _opt("NCT number or other registry id", 30, candidates="registry_id")
+    sponsor: str | None = _opt("sponsor", candidates="organization", scope="chunk")
 
 
 class Outcome(Record):
-    therapy: str = _name("therapy the result is about", key=True)
-    finding: str = _name("reported result as stated", key=True, max_length=200)
-    condition: str | None = _opt("condition of the patients")
+    therapy: str = _name("therapy the result is about", key=True, candidates="therapy", scope="chunk")
+    finding: str = _name("reported result as stated", key=True, max_length=200, candidates="finding", primary=True)
+    condition: str | None = _opt("condition of the patients", candidates="condition", scope="chunk")
     kind: Literal["efficacy", "safety"] | None = None
-    timepoint: str | None = _opt("timepoint as stated, e.g. '11 months'", 40)
+    timepoint: str | None = _opt("timepoint as stated, e.g. '11 months'", 40, candidates="timepoint")
 
 
 class Funding(Record):
-    funder: str = _name("funding organization or programme", key=True)
-    grant_id: str | None = _opt("grant number as written", 40)
+    funder: str = _name("funding organization or programme", key=True, candidates="funder")
+    grant_id: str | None = _opt("grant number as written", 40, candidates="grant_id")
 
 
 class Citation(Record):
-    title: str = _name("title of the reference-list item", key=True, max_length=300)
-    source: str | None = _opt("journal, publisher or organization of the item")
+    title: str = _name("title of the reference-list item", key=True, max_length=300, candidates="citation_title")
+    source: str | None = _opt("journal, publisher or organization of the item", candidates="citation_source")
     year: int | None = Field(default=None, ge=1800, le=2100)
 
 

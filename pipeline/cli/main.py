@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -34,6 +35,8 @@ def _register() -> None:
 
 
 def main() -> None:
+    # instructor logs every re-ask at ERROR; each attempt is already a row in llm_calls
+    logging.getLogger("instructor").setLevel(logging.CRITICAL)
     _register()
     try:
         app()
