@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from pipeline.core.errors import PipelineError
@@ -24,6 +25,7 @@ from pipeline.core.types import Chunk, Document
 from pipeline.ground import align
 from pipeline.prompting import Message, PromptTemplate, messages_hash
 from pipeline.providers.base import Provider
+from pipeline.retry import RetryPolicy
 
 
 @dataclass
@@ -86,12 +88,29 @@ class AttemptLog:
             )
         )
 
-    def on_error(self, error: Exception) -> None:
-        self.calls.append(self._row("error", error_class=type(error).__name__, error=str(error)[:500]))
+    def on_error(self, error: Exception, **_: Any) -> None:
+        self.calls.append(self._row("error", error_class=type(error).__name__, error=self._text(error)))
 
-    def on_parse_error(self, error: Exception) -> None:
+    def on_parse_error(self, error: Exception, **_: Any) -> None:
         if self.calls and self.calls[-1]["status"] == "ok":
-            self.calls[-1].update(status="invalid", error_class=type(error).__name__, error=str(error)[:500])
+            self.calls[-1].update(status="invalid", error_class=type(error).__name__, error=self._text(error))
+
+    def on_unusable(self, error: BaseException) -> None:
+        """The last response came back but the chunk still failed on it (e.g. cut off at max_tokens)."""
+        if self.calls and self.calls[-1]["status"] == "ok":
+            self.calls[-1].update(status="invalid", error_class=type(error).__name__, error=self._text(error))
+
+    def _text(self, error: BaseException) -> str:
+        return self.provider.redact(str(error))[:500]
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error under instructor's ``InstructorRetryException`` wrapper."""
+    from instructor.core.exceptions import InstructorRetryException
+
+    while isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 def records_of(schema: Schema, result: BaseModel) -> dict[str, list[dict[str, Any]]]:
@@ -119,7 +138,7 @@ class Context:
     provider: Provider
     schema: Schema
     prompt: PromptTemplate
-    max_retries: int = 2
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
 
 
 class Strategy(ABC):
@@ -143,22 +162,38 @@ class DirectStrategy(Strategy):
 
     def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
         log = AttemptLog(ctx.provider, ctx.schema.hash)
-        client = ctx.provider.instructor_client()
+        client = ctx.provider.instructor_client(create=timed_create(ctx))
         log.attach(client)
         try:
             result = client.create(
                 response_model=ctx.schema.model,
                 messages=self.messages(chunk, ctx),  # type: ignore[arg-type]
-                max_retries=ctx.max_retries,
+                max_retries=ctx.retry.retrying(),
                 **ctx.provider.decoding,
             )
-        except PipelineError:
-            raise
-        except Exception as exc:  # retries exhausted or a transport failure: recorded, batch goes on
-            return ChunkOutcome(calls=log.calls, status="failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        except Exception as exc:  # retries exhausted or not retryable: recorded, batch goes on
+            cause = root_cause(exc)
+            if isinstance(cause, PipelineError):  # bad key, unknown model: no chunk can succeed
+                raise cause from None
+            log.on_unusable(cause)
+            error = f"{type(cause).__name__}: {ctx.provider.redact(str(cause))[:300]} ({len(log.calls)} attempts)"
+            return ChunkOutcome(calls=log.calls, status="failed", error=error)
         records = records_of(ctx.schema, result)
         ground_records(records, chunk, doc)
         return ChunkOutcome(records=records, calls=log.calls, response=result.model_dump(mode="json"))
+
+
+def timed_create(ctx: Context) -> Any:
+    """``provider.create`` that gives each request of a remote provider a timeout, cut short
+    so the chunk's ``max_seconds`` budget holds for a request that hangs."""
+    deadline = time.monotonic() + ctx.retry.max_seconds
+
+    def create(**kwargs: Any) -> ChatCompletion:
+        if ctx.provider.remote:
+            kwargs["timeout"] = max(0.5, min(ctx.retry.timeout, deadline - time.monotonic()))
+        return ctx.provider.create(**kwargs)
+
+    return create
 
 
 STRATEGIES: dict[str, type[Strategy]] = {"direct": DirectStrategy}
