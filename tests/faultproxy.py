@@ -7,7 +7,7 @@ Each request takes the next action from a script (then ``pass``):
 - ``hang(seconds)``: say nothing for ``seconds`` (past the client's timeout), then close;
 - ``reset``: close the connection with a TCP reset, before any answer;
 - ``truncate``: forward, then cut the model's message content in half;
-- ``content(text)``: forward, then replace the model's message content with ``text``;
+- ``content(text)``: answer a completion whose message content is ``text`` (no upstream call);
 - ``delay(seconds)``: wait, then forward.
 
 With ``memo=True`` the proxy answers a request body it has already forwarded with the
@@ -92,6 +92,7 @@ class FaultProxy:
         self.stopping = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]  # resets are on purpose
         self.thread = threading.Thread(target=self.server.serve_forever, name="faultproxy", daemon=True)
 
     @property
@@ -195,6 +196,10 @@ class FaultProxy:
                     proxy._record(Seen(self.path, f"status {action.code}", action.code, auth))
                     self._send(action.code, payload, headers)
                     return
+                if action.kind == "content":
+                    proxy._record(Seen(self.path, "content", 200, auth))
+                    self._send(200, _completion(action.text))
+                    return
                 if action.kind == "delay":
                     proxy.stopping.wait(action.seconds)
                 fwd = {"Content-Type": self.headers.get("content-type") or "application/json"}
@@ -204,8 +209,8 @@ class FaultProxy:
                     proxy._record(Seen(self.path, f"upstream failed: {exc}", 502, auth))
                     self._send(502, b'{"error": {"message": "upstream failed"}}')
                     return
-                if code == 200 and action.kind in ("truncate", "content"):
-                    payload = _rewrite(payload, action)
+                if code == 200 and action.kind == "truncate":
+                    payload = _truncate(payload)
                 proxy._record(Seen(self.path, action.kind, code, auth))
                 self._send(code, payload)
 
@@ -222,9 +227,22 @@ class FaultProxy:
         return Handler
 
 
-def _rewrite(payload: bytes, action: Action) -> bytes:
+def _truncate(payload: bytes) -> bytes:
     data = json.loads(payload)
     message = data["choices"][0]["message"]
     text = message.get("content") or ""
-    message["content"] = text[: len(text) // 2] if action.kind == "truncate" else action.text
+    message["content"] = text[: len(text) // 2]
     return json.dumps(data).encode()
+
+
+def _completion(text: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "injected",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "injected",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
