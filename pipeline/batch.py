@@ -268,7 +268,7 @@ class _Batch:
             {
                 "text": chunk.content_hash,
                 "prompt": self.ctx.prompt.template_hash,
-                "schema": self.ctx.schema.hash,
+                "schema": self.ctx.schema_hash,
                 "strategy": self.strategy.name,
                 "model": p.model_id,
                 "decoding": p.decoding,

@@ -139,6 +139,11 @@ class Context:
     schema: Schema
     prompt: PromptTemplate
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+    #: ``schema.hash``, computed once (it renders the JSON schema: tens of ms)
+    schema_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.schema_hash = self.schema.hash
 
 
 class Strategy(ABC):
@@ -161,7 +166,7 @@ class DirectStrategy(Strategy):
         return ctx.prompt.render(text=chunk.text, schema=ctx.schema, record_types=ctx.schema.record_types)
 
     def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
-        log = AttemptLog(ctx.provider, ctx.schema.hash)
+        log = AttemptLog(ctx.provider, ctx.schema_hash)
         client = ctx.provider.instructor_client(create=timed_create(ctx))
         log.attach(client)
         try:

@@ -80,7 +80,6 @@ def test_sigkill_mid_batch_then_rerun(tmp_path: Path, llama_server: str) -> None
     assert mismatched == []
     assert q("SELECT count(*) = count(DISTINCT (chunk_id, ordinal)) FROM rec_conditions").fetchone() == (True,)
     outcomes = q("SELECT r.status, rc.outcome FROM run_chunks rc JOIN runs r USING (run_id) ORDER BY 1, 2").fetchall()
-    assert outcomes == [("completed", "extracted"), ("completed", "extracted"), ("completed", "reused")] + [
-        ("interrupted", "extracted")
-    ]
+    first_run, second_run = [("interrupted", "extracted")], [("completed", "extracted")] * 2 + [("completed", "reused")]
+    assert outcomes == sorted(first_run + second_run)
     con.close()

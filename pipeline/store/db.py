@@ -294,9 +294,12 @@ class Store:
                         call.get("response_text"),
                     ],
                 )
-            self.con.execute("DELETE FROM extractions WHERE extraction_key = ?", [extraction_key])
-            for rt in schema.record_types:
-                self.con.execute(f"DELETE FROM {record_table(rt.name)} WHERE extraction_key = ?", [extraction_key])
+            previous = self.con.execute(
+                "DELETE FROM extractions WHERE extraction_key = ? RETURNING n_records", [extraction_key]
+            ).fetchall()
+            if any(n for (n,) in previous):  # --refresh of a stored result: replace its records
+                for rt in schema.record_types:
+                    self.con.execute(f"DELETE FROM {record_table(rt.name)} WHERE extraction_key = ?", [extraction_key])
             self.con.execute(
                 "INSERT INTO extractions (extraction_key, chunk_id, config_hash, run_id, status, error, attempts, "
                 "n_records, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -317,24 +320,23 @@ class Store:
                 if rows:
                     self._insert_records(rt, schema.name, run_id, chunk, extraction_key, rows)
             if cache_key is not None and status == "ok" and response is not None:
-                self._cache_response(cache_key, chunk, schema, run_id, extraction_key, response)
+                self._cache_response(cache_key, chunk, run_id, extraction_key, response)
             outcome = outcome or ("extracted" if status == "ok" else "failed")
             self.link_run_chunk(run_id, chunk.chunk_id, extraction_key, outcome)
 
-    def _cache_response(
-        self, cache_key: str, chunk: Chunk, schema: Schema, run_id: str, extraction_key: str, response: Any
-    ) -> None:
+    def _cache_response(self, cache_key: str, chunk: Chunk, run_id: str, extraction_key: str, response: Any) -> None:
         run = self.con.execute(
-            "SELECT prompt_hash, strategy, model, config ->> 'decoding' FROM runs WHERE run_id = ?", [run_id]
+            "SELECT prompt_hash, schema_hash, strategy, model, config ->> 'decoding' FROM runs WHERE run_id = ?",
+            [run_id],
         ).fetchone()
-        prompt_hash, strategy, model, decoding = run if run else ("", "", "", "{}")
+        prompt_hash, schema_hash, strategy, model, decoding = run if run else ("", "", "", "", "{}")
         self.con.execute(
             "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 cache_key,
                 chunk.content_hash,
                 prompt_hash,
-                schema.hash,
+                schema_hash,
                 strategy,
                 model,
                 decoding,
