@@ -223,3 +223,31 @@ def test_real_server_through_cli_and_the_key_never_stored(tmp_path: Path, llama_
     }
     for path in tmp_path.rglob("*.duckdb*"):
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (401, "http://127.0.0.1:{port}/v1 refused the API key (HTTP 401) -- set OPENAI_API_KEY to a valid key"),
+        (404, "http://127.0.0.1:{port}/v1/chat/completions answered 404 for model 'm' -- check the model name"),
+    ],
+)
+def test_refused_key_or_unknown_model_stops_the_job(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch, code: int, message: str
+) -> None:
+    from pipeline.core.errors import PipelineError
+    from tests.faultproxy import FaultProxy, status
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    docs = [write_doc(tmp_path, "a.txt"), write_doc(tmp_path, "b.txt", DOC + " Again.")]
+    with FaultProxy("http://127.0.0.1:9") as proxy:  # answers itself; nothing is forwarded
+        proxy.plan(default=status(code))
+        cfg = ExtractConfig(model="openai:m", base_url=proxy.base_url)
+        with pytest.raises(PipelineError) as err:
+            run_extract(docs, db=db, config=cfg, progress=False)
+        assert len(proxy.completions()) == 1  # not retried, and the second chunk never sent
+    port = proxy.base_url.split(":")[2].split("/")[0]
+    assert str(err.value).startswith(message.format(port=port)) and SECRET not in str(err.value)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
+    con.close()
