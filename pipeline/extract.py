@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from instructor.core.exceptions import InstructorRetryException
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
@@ -106,8 +107,6 @@ class AttemptLog:
 
 def root_cause(exc: BaseException) -> BaseException:
     """The error under instructor's ``InstructorRetryException`` wrapper."""
-    from instructor.core.exceptions import InstructorRetryException
-
     while isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
         exc = exc.__cause__
     return exc

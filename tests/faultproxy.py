@@ -86,7 +86,8 @@ class FaultProxy:
         self.memo: dict[tuple[str, bytes], tuple[int, bytes]] = {}
         self.script: deque[Action] = deque()
         self.default = PASS
-        self.seen: list[Seen] = []
+        self.seen: list[Seen] = []  # on answer (or on giving up)
+        self.arrived: list[str] = []  # on arrival: paths of chat completions received so far
         self.upstream_calls = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -120,6 +121,7 @@ class FaultProxy:
             self.script = deque(actions)
             self.default = default
             self.seen.clear()
+            self.arrived.clear()
 
     def completions(self) -> list[Seen]:
         with self.lock:
@@ -131,6 +133,7 @@ class FaultProxy:
         with self.lock:
             if not path.endswith("/chat/completions"):
                 return PASS
+            self.arrived.append(path)
             return self.script.popleft() if self.script else self.default
 
     def _record(self, seen: Seen) -> None:

@@ -48,7 +48,7 @@ def test_sigkill_mid_batch_then_rerun(tmp_path: Path, llama_server: str) -> None
         )
         try:
             deadline = time.monotonic() + 240
-            while len(proxy.completions()) < 2:  # the 2nd request is out: chunk 1 is committed, chunk 2 in flight
+            while len(proxy.arrived) < 2:  # the 2nd request is out: chunk 1 is committed, chunk 2 in flight
                 assert first.poll() is None, "the first run ended before it could be killed"
                 assert time.monotonic() < deadline, "the first run made no second request"
                 time.sleep(0.05)
