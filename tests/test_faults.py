@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.batch import ExtractConfig, RunSummary, run_extract
 from tests.faultproxy import PASS, RESET, TRUNCATE, Action, FaultProxy, content, hang, status
-from tests.realserver import write_tiny
+from tests.realserver import SERVER_FLAGS, write_tiny
 from tests.test_openai_provider import cli
 
 pytestmark = pytest.mark.server
@@ -56,7 +56,7 @@ def run(setup: dict[str, Any], proxy: FaultProxy, docs: list[str], **retry: Any)
         response_format="json_object",
         fold_system=True,
         max_tokens=96,
-        **{"timeout": 120.0, "max_attempts": 4, "max_seconds": 240.0, "max_retries": 2, **retry},
+        **{"timeout": 240.0, "max_attempts": 4, "max_seconds": 480.0, "max_retries": 2, **retry},
     )
     return run_extract([setup[d] for d in docs], db=setup["db"], config=cfg, progress=False)
 
@@ -204,7 +204,7 @@ def test_retry_after_past_the_chunk_budget_fails_at_once(setup: dict[str, Any], 
 def test_cli_exits_2_on_failures_and_rerun_finishes(setup: dict[str, Any], proxy: FaultProxy) -> None:
     args = [str(setup["a"]), str(setup["b"]), "--db", str(setup["db"]), "--schema", setup["schema"]]
     args += ["--prompt", setup["prompt"], "--model", "openai:gemma", "--base-url", proxy.base_url]
-    args += ["--response-format", "json_object", "--fold-system", "--max-tokens", "96", "--quiet"]
+    args += [*SERVER_FLAGS, "--quiet"]
     proxy.plan(RESET, RESET)
     first = cli(*args, "--max-attempts", "2", env={})
     assert first.returncode == 2, first.stderr

@@ -204,13 +204,14 @@ def test_real_server_through_cli_and_the_key_never_stored(tmp_path: Path, llama_
         args += ["--base-url", proxy.base_url, *SERVER_FLAGS, "--quiet"]
         r = cli(*args, env={"OPENAI_API_KEY": SECRET})
         assert r.returncode == 0, r.stderr
-        assert [s.authorization for s in proxy.completions()] == [f"Bearer {SECRET}"]  # the key reached the server
+        auths = {s.authorization for s in proxy.completions()}
+        assert auths == {f"Bearer {SECRET}"}  # the key reached the server, as a bearer token
     assert SECRET not in r.stdout + r.stderr
     assert "1 (1 extracted, 0 reused, 0 from cache, 0 failed)" in r.stdout
     con = duckdb.connect(str(db), read_only=True)
     (name, grounded), *_ = con.execute("SELECT name, grounded FROM rec_conditions").fetchall()
     (status, tokens_in, tokens_out, model), *_ = con.execute(
-        "SELECT status, tokens_in, tokens_out, model FROM llm_calls"
+        "SELECT status, tokens_in, tokens_out, model FROM llm_calls WHERE status = 'ok'"
     ).fetchall()
     (config,) = con.execute("SELECT config FROM runs").fetchone()  # type: ignore[misc]
     con.close()
