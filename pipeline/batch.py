@@ -4,6 +4,13 @@ Each run is one invocation (a row in ``runs``). A chunk's result is stored under
 extraction key -- chunk id plus the configuration hash (schema, prompt template, model,
 decoding, strategy, chunking) -- so re-running unchanged inputs reuses stored results
 and makes no LLM calls, and a run that died is finished by the next one.
+
+A response cache (``llm_cache``) is keyed by the chunk's text rather than its place: the
+same text under the same prompt template, schema, model and decoding -- in another
+document or another run -- reuses the stored response (``--refresh`` bypasses both).
+
+Remote providers may run ``--concurrency`` requests at once in worker threads; the main
+thread alone writes to DuckDB, one transaction per chunk.
 """
 
 from __future__ import annotations
@@ -14,21 +21,25 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.chunk import chunk_document
+from pipeline.core.errors import PipelineError
 from pipeline.core.schema import load_schema
 from pipeline.core.types import Chunk, Document
-from pipeline.extract import Context, get_strategy
+from pipeline.extract import ChunkOutcome, Context, Strategy, get_strategy, ground_records, records_of
 from pipeline.ingest import read_documents
 from pipeline.providers import Provider, get_provider
+from pipeline.retry import RetryPolicy
 from pipeline.store.db import Store
 
 
@@ -42,6 +53,33 @@ class ExtractConfig:
     overlap: int = 1
     max_retries: int = 2
     refresh: bool = False
+    max_tokens: int | None = None
+    # remote (OpenAI-compatible) providers
+    base_url: str | None = None
+    response_format: str = "json_schema"
+    fold_system: bool = False
+    concurrency: int = 1
+    timeout: float = 60.0
+    max_attempts: int = 5
+    max_seconds: float = 300.0
+
+    def retry_policy(self) -> RetryPolicy:
+        try:
+            return RetryPolicy(
+                max_retries=self.max_retries,
+                max_attempts=self.max_attempts,
+                max_seconds=self.max_seconds,
+                timeout=self.timeout,
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise PipelineError(
+                f"invalid retry option {err['loc'][0]}: {err['msg']}",
+                "see `pipeline extract --help` for the allowed values",
+            ) from None
+
+    def provider_options(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "response_format": self.response_format, "fold_system": self.fold_system}
 
 
 @dataclass
@@ -52,6 +90,7 @@ class RunSummary:
     chunks: int = 0
     chunks_extracted: int = 0
     chunks_reused: int = 0
+    chunks_cached: int = 0
     chunks_failed: int = 0
     records: dict[str, int] = field(default_factory=dict)
     calls: int = 0
@@ -74,7 +113,7 @@ def new_run_id() -> str:
 def config_fingerprint(
     cfg: ExtractConfig, provider: Provider, schema_hash: str, prompt_hash: str, strategy: str
 ) -> dict[str, Any]:
-    return {
+    fingerprint = {
         "schema_hash": schema_hash,
         "prompt_hash": prompt_hash,
         "model": provider.model_id,
@@ -83,6 +122,9 @@ def config_fingerprint(
         "max_chunk_tokens": cfg.max_chunk_tokens,
         "overlap": cfg.overlap,
     }
+    if provider.settings:
+        fingerprint["provider_settings"] = provider.settings
+    return fingerprint
 
 
 def digest(obj: Any, n: int = 16) -> str:
@@ -98,25 +140,32 @@ def run_extract(
     console: Console | None = None,
     progress: bool = True,
 ) -> RunSummary:
-    """Extract every document under ``paths`` into ``db``. Bad input fails before any write."""
+    """Extract every document under ``paths`` into ``db``. Bad input fails before any write:
+    documents, schema, prompt, provider and chunking are all checked before the database opens."""
     t0 = time.perf_counter()
     console = console or Console(stderr=True)
     docs = read_documents(paths)
     schema = load_schema(config.schema)
-    provider = provider or get_provider(config.model)
+    if config.concurrency < 1:
+        raise PipelineError(f"--concurrency {config.concurrency} is not a positive number", "pass 1 or more")
+    retry = config.retry_policy()
+    provider = provider or get_provider(config.model, **config.provider_options())
+    if config.max_tokens is not None:
+        provider.decoding = {**provider.decoding, "max_tokens": config.max_tokens}
     strategy = get_strategy(config.strategy or provider.default_strategy)
-    ctx = Context(provider=provider, schema=schema, max_retries=config.max_retries)
-    prompt_hash = strategy.prepare(ctx, config.prompt)
+    ctx = Context(provider=provider, schema=schema, retry=retry)
+    prompt_hash = ctx.prompt_hash = strategy.prepare(ctx, config.prompt)
     fingerprint = config_fingerprint(config, provider, schema.hash, prompt_hash, strategy.name)
     config_hash = digest(fingerprint)
+    chunks_by_doc: dict[str, list[Chunk]] = {
+        d.doc_id: chunk_document(d, provider.count_tokens, config.max_chunk_tokens, config.overlap) for d in docs
+    }
+    all_chunks = [c for d in docs for c in chunks_by_doc[d.doc_id]]
+    concurrency = config.concurrency if provider.remote else 1
 
     with Store(db) as store:
         store.ensure_record_tables(schema)
         store.mark_stale_runs()
-        chunks_by_doc: dict[str, list[Chunk]] = {
-            d.doc_id: chunk_document(d, provider.count_tokens, config.max_chunk_tokens, config.overlap) for d in docs
-        }
-        all_chunks = [c for d in docs for c in chunks_by_doc[d.doc_id]]
         store.upsert_documents(docs, all_chunks)
         run_id = new_run_id()
         store.start_run(
@@ -130,7 +179,9 @@ def run_extract(
                 "config": {
                     **fingerprint,
                     "paths": [str(p) for p in paths],
-                    "max_retries": config.max_retries,
+                    "provider": provider.describe(),
+                    "retry": ctx.retry.model_dump(),
+                    "concurrency": concurrency,
                 },
                 "config_hash": config_hash,
                 "pid": os.getpid(),
@@ -139,7 +190,18 @@ def run_extract(
         )
         summary = RunSummary(run_id=run_id, status="running", documents=len(docs), chunks=len(all_chunks))
         summary.warnings = [w for d in docs for w in d.warnings]
-        doc_by_id = {d.doc_id: d for d in docs}
+        if config.concurrency > 1 and not provider.remote:
+            summary.warnings.append(f"--concurrency {config.concurrency} ignored: {provider.model_id} runs in-process")
+        batch = _Batch(
+            store=store,
+            run_id=run_id,
+            ctx=ctx,
+            strategy=strategy,
+            config=config,
+            config_hash=config_hash,
+            summary=summary,
+            docs={d.doc_id: d for d in docs},
+        )
         status = "interrupted"
         try:
             with Progress(
@@ -153,21 +215,12 @@ def run_extract(
                 transient=True,
             ) as bar:
                 task = bar.add_task("extract", total=len(all_chunks), doc="")
-                for chunk in all_chunks:
-                    bar.update(task, doc=chunk.doc_id)
-                    _process_chunk(
-                        store,
-                        run_id,
-                        chunk,
-                        doc_by_id[chunk.doc_id],
-                        ctx,
-                        strategy,
-                        config,
-                        config_hash,
-                        summary,
-                    )
-                    bar.advance(task)
+                batch.advance = lambda chunk: bar.update(task, advance=1, doc=chunk.doc_id)
+                batch.run(all_chunks, concurrency)
             status = "completed" if summary.chunks_failed == 0 else "completed_with_failures"
+        except PipelineError:
+            status = "failed"
+            raise
         finally:
             summary.status = status
             summary.seconds = round(time.perf_counter() - t0, 2)
@@ -179,6 +232,7 @@ def run_extract(
                     "n_chunks": summary.chunks,
                     "n_chunks_failed": summary.chunks_failed,
                     "n_chunks_reused": summary.chunks_reused,
+                    "n_chunks_cached": summary.chunks_cached,
                     "n_calls": summary.calls,
                     "tokens_in": summary.tokens_in,
                     "tokens_out": summary.tokens_out,
@@ -189,44 +243,143 @@ def run_extract(
     return summary
 
 
-def _process_chunk(
-    store: Store,
-    run_id: str,
-    chunk: Chunk,
-    doc: Document,
-    ctx: Context,
-    strategy: Any,
-    config: ExtractConfig,
-    config_hash: str,
-    summary: RunSummary,
-) -> None:
-    key = digest({"chunk": chunk.chunk_id, "config": config_hash}, 24)
-    if not config.refresh and store.completed_extraction(key):
-        store.link_run_chunk(run_id, chunk.chunk_id, key, "reused")
-        summary.chunks_reused += 1
-        return
-    outcome = strategy.extract(chunk, doc, ctx)
-    store.write_chunk_result(
-        run_id=run_id,
-        chunk=chunk,
-        extraction_key=key,
-        config_hash=config_hash,
-        schema=ctx.schema,
-        status="ok" if outcome.status == "ok" else "failed",
-        error=outcome.error,
-        calls=outcome.calls,
-        records=outcome.records,
-        response=outcome.response,
-    )
-    summary.calls += len(outcome.calls)
-    summary.calls_failed += sum(1 for c in outcome.calls if c["status"] != "ok")
-    summary.tokens_in += sum(c["tokens_in"] for c in outcome.calls)
-    summary.tokens_out += sum(c["tokens_out"] for c in outcome.calls)
-    summary.llm_seconds += sum(c["latency_s"] for c in outcome.calls)
-    if outcome.status == "ok":
-        summary.chunks_extracted += 1
-    else:
-        summary.chunks_failed += 1
+@dataclass
+class _Batch:
+    """Runs the chunks of one run. Only the calling (main) thread touches the database: with
+    ``concurrency`` > 1, worker threads make the LLM requests and hand their outcomes back."""
+
+    store: Store
+    run_id: str
+    ctx: Context
+    strategy: Strategy
+    config: ExtractConfig
+    config_hash: str
+    summary: RunSummary
+    docs: dict[str, Document]
+    advance: Callable[[Chunk], Any] = lambda chunk: None
+
+    def extraction_key(self, chunk: Chunk) -> str:
+        return digest({"chunk": chunk.chunk_id, "config": self.config_hash}, 24)
+
+    def cache_key(self, chunk: Chunk) -> str:
+        """Same chunk text, prompt template, schema, model and decoding -> same response."""
+        p = self.ctx.provider
+        return digest(
+            {
+                "text": chunk.content_hash,
+                "prompt": self.ctx.prompt_hash,
+                "schema": self.ctx.schema_hash,
+                "strategy": self.strategy.name,
+                "model": p.model_id,
+                "decoding": p.decoding,
+                "settings": p.settings,
+            },
+            32,
+        )
+
+    def run(self, chunks: Sequence[Chunk], concurrency: int) -> None:
+        if concurrency == 1:
+            for chunk in chunks:
+                if not self.reuse(chunk):
+                    self.write(chunk, self.strategy.extract(chunk, self.docs[chunk.doc_id], self.ctx))
+            return
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm")
+        in_flight: dict[Future[ChunkOutcome], Chunk] = {}
+        leaders: set[str] = set()  # cache keys with a request in flight
+        waiting: dict[str, list[Chunk]] = {}  # chunks whose text is in flight: served from the cache after
+
+        def schedule(chunk: Chunk) -> None:
+            if self.reuse(chunk):
+                return
+            key = self.cache_key(chunk)
+            if key in leaders:
+                waiting.setdefault(key, []).append(chunk)
+                return
+            leaders.add(key)
+            in_flight[pool.submit(self.strategy.extract, chunk, self.docs[chunk.doc_id], self.ctx)] = chunk
+
+        def collect() -> None:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                chunk = in_flight.pop(fut)
+                self.write(chunk, fut.result())
+                key = self.cache_key(chunk)
+                leaders.discard(key)
+                for follower in waiting.pop(key, []):
+                    schedule(follower)
+
+        try:
+            for chunk in chunks:
+                while len(in_flight) >= concurrency:
+                    collect()
+                schedule(chunk)
+            while in_flight:
+                collect()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def reuse(self, chunk: Chunk) -> bool:
+        """Serve ``chunk`` without an LLM call: its stored result, or a cached response."""
+        if self.config.refresh:
+            return False
+        key = self.extraction_key(chunk)
+        if self.store.completed_extraction(key):
+            self.store.link_run_chunk(self.run_id, chunk.chunk_id, key, "reused")
+            self.summary.chunks_reused += 1
+            self.advance(chunk)
+            return True
+        response = self.store.cached_response(self.cache_key(chunk))
+        if response is None:
+            return False
+        try:
+            result = self.ctx.schema.model.model_validate(response)
+        except ValidationError:  # cannot happen for the same schema hash; call the model then
+            return False
+        records = records_of(self.ctx.schema, result)
+        ground_records(records, chunk, self.docs[chunk.doc_id])
+        self.store.write_chunk_result(
+            run_id=self.run_id,
+            chunk=chunk,
+            extraction_key=key,
+            config_hash=self.config_hash,
+            schema=self.ctx.schema,
+            status="ok",
+            error=None,
+            calls=[],
+            records=records,
+            response=response,
+            outcome="cached",
+        )
+        self.summary.chunks_cached += 1
+        self.advance(chunk)
+        return True
+
+    def write(self, chunk: Chunk, outcome: ChunkOutcome) -> None:
+        ok = outcome.status == "ok"
+        self.store.write_chunk_result(
+            run_id=self.run_id,
+            chunk=chunk,
+            extraction_key=self.extraction_key(chunk),
+            config_hash=self.config_hash,
+            schema=self.ctx.schema,
+            status="ok" if ok else "failed",
+            error=outcome.error,
+            calls=outcome.calls,
+            records=outcome.records,
+            response=outcome.response,
+            cache_key=self.cache_key(chunk) if ok else None,
+        )
+        s = self.summary
+        s.calls += len(outcome.calls)
+        s.calls_failed += sum(1 for c in outcome.calls if c["status"] != "ok")
+        s.tokens_in += sum(c["tokens_in"] for c in outcome.calls)
+        s.tokens_out += sum(c["tokens_out"] for c in outcome.calls)
+        s.llm_seconds += sum(c["latency_s"] for c in outcome.calls)
+        if ok:
+            s.chunks_extracted += 1
+        else:
+            s.chunks_failed += 1
+        self.advance(chunk)
 
 
 def _count_records(store: Store, run_id: str, schema: Any) -> dict[str, int]:

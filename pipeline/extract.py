@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from instructor.core.exceptions import InstructorRetryException
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from pipeline.core.errors import PipelineError
@@ -24,6 +26,7 @@ from pipeline.core.types import Chunk, Document
 from pipeline.ground import align
 from pipeline.prompting import Message, PromptTemplate, load_prompt, messages_hash
 from pipeline.providers.base import Provider
+from pipeline.retry import RetryPolicy
 
 
 @dataclass
@@ -86,12 +89,27 @@ class AttemptLog:
             )
         )
 
-    def on_error(self, error: Exception) -> None:
-        self.calls.append(self._row("error", error_class=type(error).__name__, error=str(error)[:500]))
+    def on_error(self, error: Exception, **_: Any) -> None:
+        self.calls.append(self._row("error", error_class=type(error).__name__, error=self._text(error)))
 
-    def on_parse_error(self, error: Exception) -> None:
+    def on_parse_error(self, error: Exception, **_: Any) -> None:
         if self.calls and self.calls[-1]["status"] == "ok":
-            self.calls[-1].update(status="invalid", error_class=type(error).__name__, error=str(error)[:500])
+            self.calls[-1].update(status="invalid", error_class=type(error).__name__, error=self._text(error))
+
+    def on_unusable(self, error: BaseException) -> None:
+        """The last response came back but the chunk still failed on it (e.g. cut off at max_tokens)."""
+        if self.calls and self.calls[-1]["status"] == "ok":
+            self.calls[-1].update(status="invalid", error_class=type(error).__name__, error=self._text(error))
+
+    def _text(self, error: BaseException) -> str:
+        return self.provider.redact(str(error))[:500]
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error under instructor's ``InstructorRetryException`` wrapper."""
+    while isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 def records_of(schema: Schema, result: BaseModel) -> dict[str, list[dict[str, Any]]]:
@@ -119,7 +137,19 @@ class Context:
     provider: Provider
     schema: Schema
     prompt: PromptTemplate | None = None
-    max_retries: int = 2
+    #: hash of every prompt file the strategy uses (set by ``Strategy.prepare``' caller)
+    prompt_hash: str = ""
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+    #: ``schema.hash``, computed once (it renders the JSON schema: tens of ms)
+    schema_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.schema_hash = self.schema.hash
+
+    @property
+    def max_retries(self) -> int:
+        """Re-asks when the output does not validate."""
+        return self.retry.max_retries
 
 
 class Strategy(ABC):
@@ -148,23 +178,39 @@ class DirectStrategy(Strategy):
         return ctx.prompt.render(text=chunk.text, schema=ctx.schema, record_types=ctx.schema.record_types)
 
     def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
-        log = AttemptLog(ctx.provider, ctx.schema.hash)
-        client = ctx.provider.instructor_client()
+        log = AttemptLog(ctx.provider, ctx.schema_hash)
+        client = ctx.provider.instructor_client(create=timed_create(ctx))
         log.attach(client)
         try:
             result = client.create(
                 response_model=ctx.schema.model,
                 messages=self.messages(chunk, ctx),  # type: ignore[arg-type]
-                max_retries=ctx.max_retries,
+                max_retries=ctx.retry.retrying(),
                 **ctx.provider.decoding,
             )
-        except PipelineError:
-            raise
-        except Exception as exc:  # retries exhausted or a transport failure: recorded, batch goes on
-            return ChunkOutcome(calls=log.calls, status="failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        except Exception as exc:  # retries exhausted or not retryable: recorded, batch goes on
+            cause = root_cause(exc)
+            if isinstance(cause, PipelineError):  # bad key, unknown model: no chunk can succeed
+                raise cause from None
+            log.on_unusable(cause)
+            error = f"{type(cause).__name__}: {ctx.provider.redact(str(cause))[:300]} ({len(log.calls)} attempts)"
+            return ChunkOutcome(calls=log.calls, status="failed", error=error)
         records = records_of(ctx.schema, result)
         ground_records(records, chunk, doc)
         return ChunkOutcome(records=records, calls=log.calls, response=result.model_dump(mode="json"))
+
+
+def timed_create(ctx: Context) -> Any:
+    """``provider.create`` that gives each request of a remote provider a timeout, cut short
+    so the chunk's ``max_seconds`` budget holds for a request that hangs."""
+    deadline = time.monotonic() + ctx.retry.max_seconds
+
+    def create(**kwargs: Any) -> ChatCompletion:
+        if ctx.provider.remote:
+            kwargs["timeout"] = max(0.5, min(ctx.retry.timeout, deadline - time.monotonic()))
+        return ctx.provider.create(**kwargs)
+
+    return create
 
 
 def get_strategy(name: str) -> Strategy:

@@ -181,7 +181,8 @@ def test_compare_two_runs(
     doc = write_doc(tmp_path)
     fake.push(GOOD, {**GOOD, "conditions": []})
     run_a = extract([doc], db, fake).run_id
-    run_b = extract([doc], db, fake, max_chunk_tokens=200).run_id  # another config: its own records
+    # another config and --refresh (the response cache would otherwise serve run A's answer)
+    run_b = extract([doc], db, fake, max_chunk_tokens=200, refresh=True).run_id
     gold = tmp_path / "gold"
     write_gold(gold, "kyv", GOLD_KYV)
     base = ["eval", "--db", str(db), "--gold", str(gold), "--docs", str(tmp_path / "docs")]
@@ -262,6 +263,6 @@ def test_eval_tables_migrate_from_the_oldest_schema(db: Path, monkeypatch: pytes
     monkeypatch.setattr(store_db, "MIGRATIONS", MIGRATIONS)
     with Store(db):
         pass
-    assert rows(db, "SELECT name FROM _migrations ORDER BY name") == [("001_core_tables",), ("002_eval_tables",)]
+    assert rows(db, "SELECT name FROM _migrations ORDER BY name") == [(name,) for name, _ in MIGRATIONS]
     assert rows(db, "SELECT run_id FROM runs") == [("r1",)]
     assert rows(db, "SELECT count(*) FROM eval_runs") == [(0,)]

@@ -58,8 +58,9 @@ def test_csv_and_jsonl(tmp_path: Path, db: Path) -> None:
 def test_run_choice_and_ungrounded(tmp_path: Path, db: Path) -> None:
     first = build(tmp_path, db)
     fake = FakeProvider([{**KYV_OUT, "therapies": []}])
-    # another configuration (chunk budget), so the first run's stored results stay as they were
-    second = extract([write_docs(tmp_path) / "kyv.txt"], db, fake, max_chunk_tokens=200)
+    # another configuration (chunk budget), so the first run's stored results stay as they were;
+    # --refresh, or the response cache would serve the first run's answer for the same text
+    second = extract([write_docs(tmp_path) / "kyv.txt"], db, fake, max_chunk_tokens=200, refresh=True)
     latest = run_export(db=db, out=tmp_path / "latest", fmt="jsonl")
     assert latest.run_id == second.run_id and latest.files["therapies"][1] == 0
     older = run_export(db=db, out=tmp_path / "first", fmt="jsonl", run=first.run_id)

@@ -120,7 +120,7 @@ def test_invalid_output_is_reasked_and_every_attempt_logged(tmp_path: Path, db: 
 
 def test_failed_chunk_recorded_and_batch_goes_on(tmp_path: Path, db: Path, fake: FakeProvider) -> None:
     a = write_doc(tmp_path, "a.txt")
-    b = write_doc(tmp_path, "b.txt")
+    b = write_doc(tmp_path, "b.txt", DOC + " It is given once.")  # other text: not served from a's cache
     fake.push("not json", "still not json", "{", GOOD)
     summary = extract([a, b], db, fake, max_retries=2)  # 1 attempt + 2 re-asks, all invalid
     assert summary.status == "completed_with_failures"

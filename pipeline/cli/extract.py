@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -22,12 +23,30 @@ def extract(
     strategy: Annotated[str | None, typer.Option(help="extraction strategy (default: the model's)")] = None,
     prompt: Annotated[str | None, typer.Option(help="prompt name under prompts/ or a .j2 file")] = None,
     max_chunk_tokens: Annotated[int, typer.Option(help="token budget per chunk")] = 384,
+    max_tokens: Annotated[int | None, typer.Option(help="output token limit per call (default 1024)")] = None,
     max_retries: Annotated[int, typer.Option(help="re-asks when output does not validate")] = 2,
-    refresh: Annotated[bool, typer.Option(help="ignore stored results and call the model again")] = False,
+    refresh: Annotated[
+        bool, typer.Option(help="ignore stored results and cached responses; call the model again")
+    ] = False,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible server for openai:<name> [env OPENAI_BASE_URL; default OpenAI]"),
+    ] = None,
+    response_format: Annotated[
+        str, typer.Option(help="json_schema (OpenAI, vLLM) | json_object (llama.cpp servers)")
+    ] = "json_schema",
+    fold_system: Annotated[
+        bool, typer.Option(help="fold system messages into the first user turn (chat templates without one)")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(help="requests in flight at once (remote providers)")] = 1,
+    timeout: Annotated[float, typer.Option(help="seconds one request may take")] = 60.0,
+    max_attempts: Annotated[int, typer.Option(help="tries per request on timeouts, 429 and 5xx")] = 5,
+    max_seconds: Annotated[float, typer.Option(help="time budget per chunk, retries and waits included")] = 300.0,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Extract records from documents into DuckDB and print a summary."""
     console = Console(stderr=True)
+    logging.getLogger("instructor").addHandler(logging.NullHandler())  # every attempt is in llm_calls
     summary = run_extract(
         paths,
         db=db,
@@ -37,8 +56,16 @@ def extract(
             strategy=strategy,
             prompt=prompt,
             max_chunk_tokens=max_chunk_tokens,
+            max_tokens=max_tokens,
             max_retries=max_retries,
             refresh=refresh,
+            base_url=base_url,
+            response_format=response_format,
+            fold_system=fold_system,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            max_seconds=max_seconds,
         ),
         console=console,
         progress=not quiet,
@@ -55,12 +82,14 @@ def print_summary(s: RunSummary, db: Path, console: Console) -> None:
     table.add_row("documents", str(s.documents))
     table.add_row(
         "chunks",
-        f"{s.chunks} ({s.chunks_extracted} extracted, {s.chunks_reused} reused, {s.chunks_failed} failed)",
+        f"{s.chunks} ({s.chunks_extracted} extracted, {s.chunks_reused} reused, {s.chunks_cached} from cache, "
+        f"{s.chunks_failed} failed)",
     )
     table.add_row("records", ", ".join(f"{k} {v}" for k, v in s.records.items()) or "0")
     table.add_row(
         "LLM calls",
-        f"{s.calls} ({s.calls_failed} failed attempts)" + (" - all reused" if s.calls == 0 and s.chunks_reused else ""),
+        f"{s.calls} ({s.calls_failed} failed attempts)"
+        + (" - all reused" if s.calls == 0 and (s.chunks_reused or s.chunks_cached) else ""),
     )
     table.add_row("tokens", f"{s.tokens_in} in, {s.tokens_out} out ({s.tokens_per_second:.1f} out/s)")
     table.add_row("seconds", f"{s.seconds:.1f}")

@@ -9,6 +9,7 @@ the same code path.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import instructor
@@ -37,9 +38,14 @@ class Provider(ABC):
     default_strategy: str = "direct"
     #: decoding parameters; part of the cache key
     decoding: dict[str, Any]
+    #: other options that change what the model is sent (part of the cache key when set)
+    settings: dict[str, Any]
+    #: a server reached over HTTP: requests may run concurrently and take a ``timeout``
+    remote: bool = False
 
     def __init__(self) -> None:
         self.decoding = {"temperature": 0.0, "max_tokens": 1024, "seed": 0}
+        self.settings = {}
 
     @abstractmethod
     def create(self, **kwargs: Any) -> ChatCompletion:
@@ -49,8 +55,16 @@ class Provider(ABC):
         """Tokens in ``text``; providers with a tokenizer override this."""
         return max(1, len(text) // 4)
 
-    def instructor_client(self) -> instructor.Instructor:
-        patched = instructor.patch(create=self.create, mode=self.mode)
+    def describe(self) -> dict[str, Any]:
+        """What the run records about this provider (never a secret)."""
+        return {}
+
+    def redact(self, text: str) -> str:
+        """``text`` with any secret this provider holds masked; error text goes through here."""
+        return text
+
+    def instructor_client(self, create: Callable[..., ChatCompletion] | None = None) -> instructor.Instructor:
+        patched = instructor.patch(create=create or self.create, mode=self.mode)
         return instructor.Instructor(client=None, create=patched, mode=self.mode)
 
     def close(self) -> None:  # noqa: B027 - optional hook

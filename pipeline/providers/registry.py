@@ -17,7 +17,13 @@ def get_provider(model: str, **options: Any) -> Provider:
 
         return LocalProvider(model_path=name or None, **options)
     if kind == "openai" and name:
-        from pipeline.providers.openai_compat import OpenAIProvider
+        try:
+            from pipeline.providers.openai_compat import OpenAIProvider
+        except ImportError as exc:
+            raise ProviderError(
+                f"the openai provider cannot be loaded ({exc.name or exc} is missing)",
+                "run `pip install -e .` in the project (or `pip install openai==3.3.0`)",
+            ) from exc
 
         provider: Provider = OpenAIProvider(name, **options)
         return provider

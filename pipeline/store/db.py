@@ -264,8 +264,13 @@ class Store:
         calls: Sequence[dict[str, Any]],
         records: dict[str, list[dict[str, Any]]],
         response: Any,
+        outcome: str | None = None,
+        cache_key: str | None = None,
     ) -> None:
-        """Everything about one chunk, in one transaction; replaces a previous failed try."""
+        """Everything about one chunk, in one transaction; replaces a previous failed try.
+
+        ``outcome`` (default: extracted/failed by ``status``) goes in ``run_chunks``; with
+        ``cache_key`` an ok response is also stored in the response cache."""
         n_records = sum(len(v) for v in records.values())
         with self.transaction():
             for call in calls:
@@ -290,9 +295,12 @@ class Store:
                         call.get("response_text"),
                     ],
                 )
-            self.con.execute("DELETE FROM extractions WHERE extraction_key = ?", [extraction_key])
-            for rt in schema.record_types:
-                self.con.execute(f"DELETE FROM {record_table(rt.name)} WHERE extraction_key = ?", [extraction_key])
+            previous = self.con.execute(
+                "DELETE FROM extractions WHERE extraction_key = ? RETURNING n_records", [extraction_key]
+            ).fetchall()
+            if any(n for (n,) in previous):  # --refresh of a stored result: replace its records
+                for rt in schema.record_types:
+                    self.con.execute(f"DELETE FROM {record_table(rt.name)} WHERE extraction_key = ?", [extraction_key])
             self.con.execute(
                 "INSERT INTO extractions (extraction_key, chunk_id, config_hash, run_id, status, error, attempts, "
                 "n_records, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -312,7 +320,37 @@ class Store:
                 rows = records.get(rt.name, [])
                 if rows:
                     self._insert_records(rt, schema.name, run_id, chunk, extraction_key, rows)
-            self.link_run_chunk(run_id, chunk.chunk_id, extraction_key, "extracted" if status == "ok" else "failed")
+            if cache_key is not None and status == "ok" and response is not None:
+                self._cache_response(cache_key, chunk, run_id, extraction_key, response)
+            outcome = outcome or ("extracted" if status == "ok" else "failed")
+            self.link_run_chunk(run_id, chunk.chunk_id, extraction_key, outcome)
+
+    def _cache_response(self, cache_key: str, chunk: Chunk, run_id: str, extraction_key: str, response: Any) -> None:
+        run = self.con.execute(
+            "SELECT prompt_hash, schema_hash, strategy, model, config ->> 'decoding' FROM runs WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        prompt_hash, schema_hash, strategy, model, decoding = run if run else ("", "", "", "", "{}")
+        self.con.execute(
+            "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                cache_key,
+                chunk.content_hash,
+                prompt_hash,
+                schema_hash,
+                strategy,
+                model,
+                decoding,
+                json.dumps(response),
+                extraction_key,
+                now(),
+            ],
+        )
+
+    def cached_response(self, cache_key: str) -> Any | None:
+        """The stored response for ``cache_key`` (see ``batch.cache_key``), or None."""
+        row = self.con.execute("SELECT response FROM llm_cache WHERE cache_key = ?", [cache_key]).fetchone()
+        return json.loads(row[0]) if row else None
 
     def link_run_chunk(self, run_id: str, chunk_id: str, extraction_key: str, outcome: str) -> None:
         self.con.execute(

@@ -166,7 +166,30 @@ def m002_eval_tables(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m003_llm_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """Responses keyed by chunk text, prompt template, schema, model and decoding, so the same
+    text is extracted once; and the per-run count of chunks served from it."""
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS llm_cache (
+            cache_key VARCHAR PRIMARY KEY,
+            content_hash VARCHAR NOT NULL,
+            prompt_hash VARCHAR NOT NULL,
+            schema_hash VARCHAR NOT NULL,
+            strategy VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            decoding JSON NOT NULL,
+            response JSON NOT NULL,
+            extraction_key VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_chunks_cached INTEGER DEFAULT 0;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_core_tables", m001_core_tables),
     ("002_eval_tables", m002_eval_tables),
+    ("003_llm_cache", m003_llm_cache),
 ]
