@@ -7,9 +7,11 @@ all of a chunk's rows or none of them.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,17 @@ RECORD_COLUMNS = [
     ("alignment", "VARCHAR"),
     ("grounded", "BOOLEAN"),
 ]
+
+
+class _CsvNull(int):
+    """Written unquoted as ``\\N`` by ``csv.QUOTE_NONNUMERIC`` (numbers are not quoted), so a
+    NULL stays distinct from the quoted empty string (Python 3.11 has no ``QUOTE_STRINGS``)."""
+
+    def __str__(self) -> str:
+        return "\\N"
+
+
+_NULL = _CsvNull(0)
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -393,6 +406,54 @@ class Store:
                 ]
             )
         self.con.executemany(f"INSERT INTO {record_table(rt.name)} ({', '.join(cols)}) VALUES ({placeholders})", values)
+
+    @staticmethod
+    def record_columns(rt: RecordType) -> list[str]:
+        """Column order of ``rec_<type>`` rows as :meth:`bulk_insert_records` takes them."""
+        return [name for name, _ in RECORD_COLUMNS] + [f.name for f in rt.fields if f.name != "evidence"]
+
+    def bulk_insert_records(self, rt: RecordType, rows: Iterable[Sequence[Any]]) -> int:
+        """Insert many record rows (each in :meth:`record_columns` order) in one statement.
+
+        Row-wise ``executemany`` runs at a few hundred rows a second in DuckDB's Python
+        client, and pandas/Arrow are not dependencies, so the rows are streamed to a
+        temporary CSV file (``csv`` module, list values as JSON) and loaded with one
+        ``INSERT ... SELECT FROM read_csv``, in one transaction. Returns the rows written.
+        """
+        table = record_table(rt.name)
+        cols = self.record_columns(rt)
+        types = dict(
+            self.con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        )
+        list_idx = [i for i, c in enumerate(cols) if str(types[c]).endswith("[]")]
+        n = 0
+        with tempfile.TemporaryDirectory(prefix="pipeline-bulk-") as tmp:
+            path = Path(tmp) / "rows.csv"
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+                for row in rows:
+                    out = [_NULL if v is None else v for v in row]
+                    for i in list_idx:
+                        if out[i] is not _NULL:
+                            out[i] = json.dumps(out[i])
+                    writer.writerow(out)
+                    n += 1
+            if n == 0:
+                return 0
+            read_types = {c: ("VARCHAR" if str(types[c]).endswith("[]") else str(types[c])) for c in cols}
+            spec = "{" + ", ".join(f"'{c}': '{t}'" for c, t in read_types.items()) + "}"
+            select = ", ".join(
+                f"CAST(CAST({c} AS JSON) AS {types[c]})" if str(types[c]).endswith("[]") else c for c in cols
+            )
+            with self.transaction():
+                self.con.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM read_csv(?, header = false, "
+                    f"columns = {spec}, delim = ',', auto_detect = false, quote = '\"', escape = '\"', nullstr = '\\N', allow_quoted_nulls = false)",
+                    [str(path)],
+                )
+        return n
 
     # -- reads -------------------------------------------------------------------------
 

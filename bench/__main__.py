@@ -1,0 +1,97 @@
+"""python -m bench [--quick] [--out bench/results/<date>.json]: measure, write JSON, print a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bench import items
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| item | target | measured | met? |", "|---|---|---|---|"]
+    for r in results:
+        met = "n/a" if r["met"] is None else ("yes" if r["met"] else "no")
+        lines.append(f"| {r['item']} | {r['target']} | {r['measured']} | {met} |")
+    return "\n".join(lines)
+
+
+def guarded(fn: Any, name: str, *args: Any) -> list[dict[str, Any]]:
+    try:
+        out = fn(*args)
+        return out if isinstance(out, list) else [out]
+    except Exception as exc:
+        return [items.result(name, "", f"error: {type(exc).__name__}: {str(exc)[:200]}", None, status="error")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--quick", action="store_true", help="tiny inputs, no model (well under a minute)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--doc-chars", type=int, default=0, help="truncate the eval doc to this many characters (0 = whole)"
+    )
+    ap.add_argument("--max-calls", type=int, default=4, help="prompts used for the constrained-decoding item")
+    a = ap.parse_args()
+    out = a.out or Path(__file__).parent / "results" / f"{date.today().isoformat()}.json"
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        doc = items.EVAL_DOC
+        chars = 400 if a.quick else a.doc_chars
+        if chars:
+            full = doc.read_text(encoding="utf-8")
+            start = next(i for i, line in enumerate(full.splitlines(keepends=True)) if len(line) > 200)
+            body = "".join(full.splitlines(keepends=True)[start:])[:chars]
+            doc = Path(tmp) / doc.name
+            doc.write_text(body.rsplit(".", 1)[0] + ".\n", encoding="utf-8")
+        db = Path(tmp) / "bench.duckdb"
+        if a.quick:
+            from bench.model import quick_cached
+
+            for name in ("1. engine vs pipeline", "2. constrained decoding cost"):
+                results.append(
+                    items.skipped(
+                        name, "pipeline >= 0.9x raw" if name[0] == "1" else "<= 1.2x", "--quick runs no model"
+                    )
+                )
+            results += guarded(quick_cached, "3. cached rerun", doc, db)
+        else:
+            from bench.model import model_items
+
+            model_out = guarded(lambda: model_items(doc, db, a.max_calls)[0], "1-3. model items")
+            results += model_out
+        results += guarded(items.storage, "4. storage", 1_000 if a.quick else 1_000_000)
+        results += guarded(items.scorer, "5. scorer", 100 if a.quick else 10_000)
+        results += guarded(items.concurrency, "6. client concurrency", 0.05 if a.quick else 0.2, 2 if a.quick else 8)
+        if a.quick:
+            results.append(items.skipped("7. peak RSS of `pipeline extract`", "report", "--quick runs no model"))
+        else:
+            results += guarded(items.peak_rss, "7. peak RSS", doc, Path(tmp) / "rss.duckdb")
+    payload = {
+        "date": date.today().isoformat(),
+        "quick": a.quick,
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+        },
+        "doc": str(items.EVAL_DOC.relative_to(items.ROOT))
+        + (f" ({chars} chars from the first long paragraph)" if chars else ""),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "items": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(table(results))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The benchmark items. Each returns a dict: item, target, measured, met (bool|None), status, details."""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL_DOC = ROOT / "evals" / "docs" / "003_15b3c25d52d80357.txt"
+
+
+def result(
+    item: str, target: str, measured: str, met: bool | None, status: str = "ok", **details: Any
+) -> dict[str, Any]:
+    return {"item": item, "target": target, "measured": measured, "met": met, "status": status, "details": details}
+
+
+def skipped(item: str, target: str, reason: str) -> dict[str, Any]:
+    return result(item, target, f"skipped: {reason}", None, status="skipped")
+
+
+# -- 4. storage ------------------------------------------------------------------------------
+
+
+def storage(n: int) -> dict[str, Any]:
+    from pipeline.core.schema import load_schema
+    from pipeline.store.db import Store
+
+    schema = load_schema("biomedical")
+    rt = next(r for r in schema.record_types if r.name == "conditions")
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.duckdb") as store:
+        store.ensure_record_tables(schema)
+        cols = store.record_columns(rt)
+        extra = len(cols) - 13
+
+        def rows() -> Any:
+            for i in range(n):
+                doc = f"doc{i // 100:06d}"
+                yield (
+                    f"r{i:08d}", f"k{i // 10}", "run1", "biomedical", doc, "sha", f"{doc}:c{i % 10}", i % 10,
+                    f"Patients with condition {i % 997} were treated.", i, i + 40, "exact", i % 7 != 0,
+                    *([f"condition {i % 997}"] + [None] * (extra - 1)),
+                )  # fmt: skip
+
+        t0 = time.perf_counter()
+        written = store.bulk_insert_records(rt, rows())
+        write_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        top = store.con.execute(
+            "SELECT name, count(DISTINCT doc_id) AS docs, count(*) AS mentions FROM rec_conditions "
+            "WHERE grounded GROUP BY name ORDER BY mentions DESC LIMIT 10"
+        ).fetchall()
+        query_s = time.perf_counter() - t1
+    return result(
+        f"4. storage: {n:,} records via Store.bulk_insert_records",
+        "< 10 s",
+        f"write {write_s:.2f} s ({written / write_s:,.0f} rows/s); query {query_s * 1000:.0f} ms",
+        write_s < 10,
+        write_s=round(write_s, 3),
+        query_s=round(query_s, 4),
+        query="top-10 grounded conditions by mentions (GROUP BY over rec_conditions)",
+        rows=written,
+        top_row=list(top[0]) if top else None,
+    )
+
+
+# -- 5. scorer -------------------------------------------------------------------------------
+
+
+def scorer(n_docs: int) -> dict[str, Any]:
+    from pipeline.core.schema import load_schema
+    from pipeline.score import GoldRecord, score
+
+    schema = load_schema("biomedical")
+    rng = random.Random(0)
+    names = ["systemic lupus erythematosus", "dermatomyositis", "rheumatoid arthritis", "CAR-T toxicity", "fever"]
+    gold: dict[str, dict[str, list[GoldRecord]]] = {}
+    preds: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for d in range(n_docs):
+        doc = f"d{d}"
+        gold[doc] = {rt.name: [] for rt in schema.record_types}
+        preds[doc] = {rt.name: [] for rt in schema.record_types}
+        g = rng.sample(names, 3)
+        gold[doc]["conditions"] = [GoldRecord(i, {"name": v, "abbreviation": None}) for i, v in enumerate(g)]
+        p = [*g[:2], "systematic lupus erythematosus", "lupus"]
+        preds[doc]["conditions"] = [{"name": v, "abbreviation": None, "evidence": v} for v in p]
+    t0 = time.perf_counter()
+    card = score(schema, preds, gold, "lenient")
+    s = time.perf_counter() - t0
+    return result(
+        f"5. scorer: {n_docs:,} gold/prediction document pairs (lenient)",
+        "< 10 s",
+        f"{s:.2f} s",
+        s < 10,
+        seconds=round(s, 3),
+        records_per_doc="3 gold, 4 predicted conditions",
+        micro_f1=round(card.micro.f1, 4),
+    )
+
+
+# -- 6. client concurrency ---------------------------------------------------------------------
+
+
+def _fake_server(latency: float) -> ThreadingHTTPServer:
+    body = json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "{}"}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+        }
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(latency)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def concurrency(latency: float, per_worker: int, levels: tuple[int, ...] = (1, 4, 16)) -> dict[str, Any]:
+    from openai import OpenAI
+
+    server = _fake_server(latency)
+    try:
+        client = OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="x", max_retries=0)
+
+        def call(_: int) -> None:
+            client.chat.completions.create(model="fake", messages=[{"role": "user", "content": "hi"}])
+
+        call(0)  # warm the connection pool
+        rates: dict[int, float] = {}
+        for n in levels:
+            total = n * per_worker
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(n) as pool:
+                list(pool.map(call, range(total)))
+            rates[n] = total / (time.perf_counter() - t0)
+    finally:
+        server.shutdown()
+    speedup = {n: rates[n] / rates[levels[0]] for n in levels}
+    met = all(speedup[n] >= 0.8 * n for n in levels)
+    return result(
+        f"6. client concurrency (client-only: thread pool around openai client; loopback server, {latency * 1000:.0f} ms fixed latency)",
+        ">= 0.8·N speed-up at N = " + ", ".join(map(str, levels)),
+        "; ".join(f"N={n}: {rates[n]:.1f} req/s, {speedup[n]:.2f}x" for n in levels),
+        met,
+        requests_per_second={str(n): round(r, 2) for n, r in rates.items()},
+        speedup={str(n): round(s, 2) for n, s in speedup.items()},
+        note="the pipeline has no --concurrency yet (branch openai); this measures the client and server only",
+    )
+
+
+# -- 7. peak memory ---------------------------------------------------------------------------
+
+
+def peak_rss(doc: Path, db: Path) -> dict[str, Any]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "extract", str(doc), "--db", str(db)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode not in (0, 2):
+        return result(
+            "7. peak RSS of `pipeline extract`", "report", f"failed: rc {proc.returncode}", None, status="error"
+        )
+    mib = after / 1024
+    note = "" if after > before else " (ru_maxrss of children did not rise above an earlier child; upper bound)"
+    return result(
+        "7. peak RSS of `pipeline extract` (subprocess, ru_maxrss)",
+        "report",
+        f"{mib:.0f} MiB{note}",
+        None,
+        peak_rss_mib=round(mib, 1),
+        wall_s=round(wall, 2),
+        stderr_tail=proc.stderr[-300:],
+    )
