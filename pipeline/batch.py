@@ -127,6 +127,19 @@ def config_fingerprint(
     return fingerprint
 
 
+def default_strategy(chosen: str | None, provider: Provider, schema: Any) -> str:
+    """The user's choice, else the provider's default -- unless that default selects among
+    candidates and the schema declares none (a user schema), where ``direct`` is the path."""
+    if chosen:
+        return chosen
+    from pipeline.strategies import field_specs
+
+    name = provider.default_strategy
+    if name in {"rules", "select"} and not any(field_specs(rt) for rt in schema.record_types):
+        return "direct"
+    return name
+
+
 def digest(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
 
@@ -152,7 +165,7 @@ def run_extract(
     provider = provider or get_provider(config.model, **config.provider_options())
     if config.max_tokens is not None:
         provider.decoding = {**provider.decoding, "max_tokens": config.max_tokens}
-    strategy = get_strategy(config.strategy or provider.default_strategy)
+    strategy = get_strategy(default_strategy(config.strategy, provider, schema))
     ctx = Context(provider=provider, schema=schema, retry=retry)
     prompt_hash = ctx.prompt_hash = strategy.prepare(ctx, config.prompt)
     fingerprint = config_fingerprint(config, provider, schema.hash, prompt_hash, strategy.name)

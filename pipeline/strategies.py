@@ -270,6 +270,10 @@ class CandidateStrategy(Strategy):
     folder: Path = PROMPTS_DIR
 
     def prepare(self, ctx: Context, prompt: str | None) -> str:
+        folder = Path(prompt) if prompt else PROMPTS_DIR / ctx.schema.name / "fewshot"
+        if not self.use_model and not folder.is_dir():
+            self.folder = folder  # rules need no prompts; gates.json there is optional
+            return "no-prompt"
         return FewShotStrategy.prepare(self, ctx, prompt)  # type: ignore[arg-type]
 
     def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
