@@ -150,6 +150,21 @@ def _line_of(text: str, pos: int) -> str:
     return text[start : end if end >= 0 else len(text)]
 
 
+def finish(
+    records: dict[str, list[dict[str, Any]]],
+    raw: dict[str, Any],
+    errors: list[str],
+    log: AttemptLog,
+    chunk: Chunk,
+    doc: Document,
+) -> ChunkOutcome:
+    """Ground the records; the chunk failed only if every call of it failed."""
+    ground_records(records, chunk, doc)
+    if errors and not raw:
+        return ChunkOutcome(calls=log.calls, status="failed", error="; ".join(errors))
+    return ChunkOutcome(records=records, calls=log.calls, response={"items": raw, "errors": errors})
+
+
 class FewShotStrategy(Strategy):
     """One constrained call per record type with few-shot examples; values tied to the text."""
 
@@ -203,10 +218,7 @@ class FewShotStrategy(Strategy):
                     rec = ground_item(rt, item, text, chunk, doc)
                     if rec is not None and rec not in records[rt.name]:
                         records[rt.name].append(rec)
-        ground_records(records, chunk, doc)
-        if errors and not raw:
-            return ChunkOutcome(calls=log.calls, status="failed", error="; ".join(errors))
-        return ChunkOutcome(records=records, calls=log.calls, response={"items": raw, "errors": errors})
+        return finish(records, raw, errors, log, chunk, doc)
 
 
 # -- candidate-constrained strategies ---------------------------------------------------
@@ -317,10 +329,7 @@ class CandidateStrategy(Strategy):
                     rec = ground_item(rt, item, chunk.text, chunk, doc, evidence=unit)
                     if rec is not None and rec not in records[rt.name]:
                         records[rt.name].append(rec)
-        ground_records(records, chunk, doc)
-        if errors and not raw:
-            return ChunkOutcome(calls=log.calls, status="failed", error="; ".join(errors))
-        return ChunkOutcome(records=records, calls=log.calls, response={"items": raw, "errors": errors})
+        return finish(records, raw, errors, log, chunk, doc)
 
     def _select(
         self,
