@@ -1,4 +1,8 @@
-"""The gold set is traceable: every gold string value occurs in its document."""
+"""The gold sets are traceable: every gold string value occurs in its document.
+
+Two sets follow the same format: the seed set (``evals/docs`` + ``evals/gold``) and the
+development set (``evals/dev/docs`` + ``evals/dev/gold``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,12 @@ import pytest
 
 from pipeline.core.normalize import normalize
 from pipeline.core.schema import load_schema
+from pipeline.evaluate import load_gold
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLD = sorted((ROOT / "evals" / "gold").glob("*.json"))
+# Each gold set: a folder holding docs/ and gold/. Seed ids stay the bare doc_id; others are prefixed.
+SETS = {"": ROOT / "evals", "dev": ROOT / "evals" / "dev"}
+GOLD = [(prefix, path) for prefix, base in SETS.items() for path in sorted((base / "gold").glob("*.json"))]
 # Fields whose values the spec normalizes (ISO dates, enums, digits), so they need not occur verbatim.
 NORMALIZED_FIELDS = {"published", "date", "article_type", "kind", "phase", "status", "year"}
 # Spec: role "author" is how authors are labelled even where the text only lists them.
@@ -28,14 +35,18 @@ def occurs(value: str, text: str) -> bool:
 
 
 def test_gold_files_exist_for_every_eval_doc() -> None:
-    docs = {p.stem for p in (ROOT / "evals" / "docs").glob("*.txt")}
-    assert {p.stem for p in GOLD} == docs
+    for prefix, base in SETS.items():
+        docs = {p.stem for p in (base / "docs").glob("*.txt")}
+        gold = {p.stem for pre, p in GOLD if pre == prefix}
+        assert docs, f"no documents in {base / 'docs'}"
+        assert gold == docs, f"{base}: gold files and documents differ"
 
 
-@pytest.mark.parametrize("path", GOLD, ids=[p.stem for p in GOLD])
-def test_gold_follows_schema_and_occurs_in_text(path: Path) -> None:
+@pytest.mark.parametrize(("prefix", "path"), GOLD, ids=[f"{pre}-{p.stem}" if pre else p.stem for pre, p in GOLD])
+def test_gold_follows_schema_and_occurs_in_text(prefix: str, path: Path) -> None:
     gold = json.loads(path.read_text(encoding="utf-8"))
-    text = (ROOT / "evals" / "docs" / f"{gold['doc_id']}.txt").read_text(encoding="utf-8")
+    assert gold["doc_id"] == path.stem
+    text = (SETS[prefix] / "docs" / f"{gold['doc_id']}.txt").read_text(encoding="utf-8")
     schema = load_schema("biomedical")
     assert set(gold["records"]) == {rt.name for rt in schema.record_types}
     assert len(gold["records"]["article"]) == 1
@@ -58,3 +69,9 @@ def test_gold_follows_schema_and_occurs_in_text(path: Path) -> None:
                     if not any(occurs(o, text) for o in options):
                         untraceable.append(f"{rtype}.{name}={options}")
     assert untraceable == []
+
+
+@pytest.mark.parametrize("prefix", list(SETS), ids=[p or "seed" for p in SETS])
+def test_gold_set_loads_in_the_scorer(prefix: str) -> None:
+    gold = load_gold(load_schema("biomedical"), SETS[prefix] / "gold")
+    assert set(gold.docs) == {p.stem for pre, p in GOLD if pre == prefix}
