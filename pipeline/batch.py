@@ -52,6 +52,7 @@ class ExtractConfig:
     max_chunk_tokens: int = 384
     overlap: int = 1
     max_retries: int = 2
+    reground: bool = True
     refresh: bool = False
     max_tokens: int | None = None
     # remote (OpenAI-compatible) providers
@@ -122,6 +123,8 @@ def config_fingerprint(
         "max_chunk_tokens": cfg.max_chunk_tokens,
         "overlap": cfg.overlap,
     }
+    if strategy == "direct" and not cfg.reground:
+        fingerprint["reground"] = False
     if provider.settings:
         fingerprint["provider_settings"] = provider.settings
     return fingerprint
@@ -166,7 +169,7 @@ def run_extract(
     if config.max_tokens is not None:
         provider.decoding = {**provider.decoding, "max_tokens": config.max_tokens}
     strategy = get_strategy(default_strategy(config.strategy, provider, schema))
-    ctx = Context(provider=provider, schema=schema, retry=retry)
+    ctx = Context(provider=provider, schema=schema, retry=retry, reground=config.reground)
     prompt_hash = ctx.prompt_hash = strategy.prepare(ctx, config.prompt)
     fingerprint = config_fingerprint(config, provider, schema.hash, prompt_hash, strategy.name)
     config_hash = digest(fingerprint)
@@ -286,6 +289,7 @@ class _Batch:
                 "model": p.model_id,
                 "decoding": p.decoding,
                 "settings": p.settings,
+                "reground": self.ctx.reground,
             },
             32,
         )
@@ -349,7 +353,7 @@ class _Batch:
         except ValidationError:  # cannot happen for the same schema hash; call the model then
             return False
         records = records_of(self.ctx.schema, result)
-        ground_records(records, chunk, self.docs[chunk.doc_id])
+        ground_records(records, chunk, self.docs[chunk.doc_id], self.ctx.schema)
         self.store.write_chunk_result(
             run_id=self.run_id,
             chunk=chunk,

@@ -9,7 +9,9 @@ output does not validate -- is the path for capable models. Small-model strategi
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+import typing
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from pydantic import BaseModel
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
 from pipeline.core.types import Chunk, Document
-from pipeline.ground import align
+from pipeline.ground import align, contains_value
 from pipeline.prompting import Message, PromptTemplate, load_prompt, messages_hash
 from pipeline.providers.base import Provider
 from pipeline.retry import RetryPolicy
@@ -122,14 +124,94 @@ def records_of(schema: Schema, result: BaseModel) -> dict[str, list[dict[str, An
     return out
 
 
-def ground_records(records: dict[str, list[dict[str, Any]]], chunk: Chunk, doc: Document) -> None:
-    """Add evidence offsets (document coordinates), alignment method and grounded flag."""
-    for rows in records.values():
-        for row in rows:
-            a = align(row.get("evidence") or "", chunk.text, chunk.start)
+def is_free_text(info: Any) -> bool:
+    """A plain string field (not an enum, not a pattern-checked code such as a date)."""
+    ann = info.annotation
+    args = typing.get_args(ann) or (ann,)
+    if any(typing.get_origin(a) is typing.Literal for a in args):
+        return False
+    if any(getattr(m, "pattern", None) for m in info.metadata):
+        return False
+    return str in args or any(typing.get_origin(a) is list for a in args)
+
+
+def ground_records(
+    records: dict[str, list[dict[str, Any]]], chunk: Chunk, doc: Document, schema: Schema | None = None
+) -> list[str]:
+    """Add evidence offsets (document coordinates), alignment method and grounded flag.
+
+    A record is grounded when its evidence is located in the document and (given the
+    schema) every free-text key value occurs in its evidence or its chunk. Returns one line
+    per ungrounded record saying why, for a re-ask.
+    """
+    types = {rt.name: rt for rt in schema.record_types} if schema is not None else {}
+    problems: list[str] = []
+    for name, rows in records.items():
+        rt = types.get(name)
+        for i, row in enumerate(rows):
+            evidence = row.get("evidence") or ""
+            a = align(evidence, chunk.text, chunk.start)
             if not a.grounded:  # evidence quoted from elsewhere in the document still counts
-                a = align(row.get("evidence") or "", doc.text)
-            row.update(evidence_start=a.start, evidence_end=a.end, alignment=a.method, grounded=a.grounded)
+                a = align(evidence, doc.text)
+            reason = None if a.grounded else f"its evidence {evidence[:120]!r} is not a verbatim quote of the text"
+            if reason is None and rt is not None:
+                for k in rt.key_fields:
+                    value = row.get(k)
+                    info = rt.model.model_fields.get(k)
+                    if info is None or not is_free_text(info) or not isinstance(value, str) or not value.strip():
+                        continue
+                    if not (contains_value(value, evidence) or contains_value(value, chunk.text)):
+                        reason = f"its {k} {value[:80]!r} does not occur in the text"
+                        break
+            row.update(
+                evidence_start=a.start, evidence_end=a.end, alignment=a.method, grounded=a.grounded and reason is None
+            )
+            if reason is not None:
+                problems.append(f"{name}[{i}]: {reason}")
+    return problems
+
+
+GROUNDING_KEYS = ("evidence_start", "evidence_end", "alignment", "grounded")
+
+
+def combine_reasked(
+    schema: Schema, first: dict[str, list[dict[str, Any]]], second: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """After a grounding re-ask: the grounded records of both answers (the first answer's
+    win on equal keys), then the records still ungrounded, kept flagged, once per key."""
+    from pipeline.merge import record_key
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rt in schema.record_types:
+        rows: list[dict[str, Any]] = []
+        seen: set[tuple[str, ...]] = set()
+        candidates = [r for r in first.get(rt.name, []) if r.get("grounded")]
+        candidates += [r for r in second.get(rt.name, []) if r.get("grounded")]
+        candidates += [r for r in second.get(rt.name, []) if not r.get("grounded")]
+        candidates += [r for r in first.get(rt.name, []) if not r.get("grounded")]
+        for row in candidates:
+            key = record_key(rt, row)
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+        out[rt.name] = rows if rt.many else rows[:1]
+    return out
+
+
+def response_of(schema: Schema, records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The schema instance (as JSON) that ``records_of`` turns back into ``records``."""
+    out: dict[str, Any] = {}
+    for rt in schema.record_types:
+        rows = [{k: v for k, v in r.items() if k not in GROUNDING_KEYS} for r in records.get(rt.name, [])]
+        out[rt.name] = rows if rt.many else (rows[0] if rows else None)
+    return schema.model.model_validate(out).model_dump(mode="json")
+
+
+REGROUND = (
+    "Some records in your answer are not supported by the text:\n{problems}\n"
+    "Answer again with the same JSON structure. Copy every evidence quote character for character from the "
+    "text, use names exactly as the text writes them, and leave out any record the text does not support."
+)
 
 
 @dataclass
@@ -140,6 +222,8 @@ class Context:
     #: hash of every prompt file the strategy uses (set by ``Strategy.prepare``' caller)
     prompt_hash: str = ""
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+    #: re-ask once for records whose evidence or key values are not in the text
+    reground: bool = True
     #: ``schema.hash``, computed once (it renders the JSON schema: tens of ms)
     schema_hash: str = field(init=False)
 
@@ -181,13 +265,9 @@ class DirectStrategy(Strategy):
         log = AttemptLog(ctx.provider, ctx.schema_hash)
         client = ctx.provider.instructor_client(create=timed_create(ctx))
         log.attach(client)
+        messages = self.messages(chunk, ctx)
         try:
-            result = client.create(
-                response_model=ctx.schema.model,
-                messages=self.messages(chunk, ctx),  # type: ignore[arg-type]
-                max_retries=ctx.retry.retrying(),
-                **ctx.provider.decoding,
-            )
+            result = self._call(client, messages, ctx)
         except Exception as exc:  # retries exhausted or not retryable: recorded, batch goes on
             cause = root_cause(exc)
             if isinstance(cause, PipelineError):  # bad key, unknown model: no chunk can succeed
@@ -196,8 +276,50 @@ class DirectStrategy(Strategy):
             error = f"{type(cause).__name__}: {ctx.provider.redact(str(cause))[:300]} ({len(log.calls)} attempts)"
             return ChunkOutcome(calls=log.calls, status="failed", error=error)
         records = records_of(ctx.schema, result)
-        ground_records(records, chunk, doc)
-        return ChunkOutcome(records=records, calls=log.calls, response=result.model_dump(mode="json"))
+        problems = ground_records(records, chunk, doc, ctx.schema)
+        if problems and ctx.reground:
+            records = self._reground(client, log, messages, result, problems, records, chunk, doc, ctx)
+        return ChunkOutcome(records=records, calls=log.calls, response=response_of(ctx.schema, records))
+
+    def _call(self, client: Any, messages: list[Message], ctx: Context) -> BaseModel:
+        result: BaseModel = client.create(
+            response_model=ctx.schema.model,
+            messages=messages,
+            max_retries=ctx.retry.retrying(),
+            **ctx.provider.decoding,
+        )
+        return result
+
+    def _reground(
+        self,
+        client: Any,
+        log: AttemptLog,
+        messages: list[Message],
+        result: BaseModel,
+        problems: list[str],
+        records: dict[str, list[dict[str, Any]]],
+        chunk: Chunk,
+        doc: Document,
+        ctx: Context,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """One re-ask that names the ungrounded records and why. Whatever it returns is
+        grounded again; records still ungrounded are kept, flagged, out of views and scores."""
+        follow_up = [
+            *messages,
+            {"role": "assistant", "content": json.dumps(result.model_dump(mode="json"), ensure_ascii=False)},
+            {"role": "user", "content": REGROUND.format(problems="\n".join(f"- {p}" for p in problems[:20]))},
+        ]
+        try:
+            second = self._call(client, follow_up, ctx)
+        except Exception as exc:  # the first answer stands; its ungrounded records stay flagged
+            cause = root_cause(exc)
+            if isinstance(cause, PipelineError):
+                raise cause from None
+            log.on_unusable(cause)
+            return records
+        again = records_of(ctx.schema, second)
+        ground_records(again, chunk, doc, ctx.schema)
+        return combine_reasked(ctx.schema, records, again)
 
 
 def timed_create(ctx: Context) -> Any:

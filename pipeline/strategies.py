@@ -36,7 +36,7 @@ from pipeline.chunk import sentences
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import RecordType
 from pipeline.core.types import Chunk, Document, Span
-from pipeline.extract import AttemptLog, ChunkOutcome, Context, Strategy, ground_records
+from pipeline.extract import AttemptLog, ChunkOutcome, Context, Strategy, ground_records, is_free_text
 from pipeline.ground import contains_value
 from pipeline.prompting import PROMPTS_DIR, load_prompt
 
@@ -56,17 +56,6 @@ def item_model(rt: RecordType) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid"),
         items=(list[item], Field(default_factory=list, max_length=limit)),  # type: ignore[valid-type]
     )
-
-
-def _is_free_text(info: Any) -> bool:
-    """A plain string field (not an enum, not a pattern-checked code such as a date)."""
-    ann = info.annotation
-    args = typing.get_args(ann) or (ann,)
-    if any(typing.get_origin(a) is typing.Literal for a in args):
-        return False
-    if any(getattr(m, "pattern", None) for m in info.metadata):
-        return False
-    return str in args or any(typing.get_origin(a) is list for a in args)
 
 
 def sentence_with(value: str, chunk: Chunk, doc: Document) -> str | None:
@@ -90,7 +79,7 @@ def ground_item(
             return None
     out = dict(item)
     for name, info in rt.model.model_fields.items():
-        if name == "evidence" or name in keys or not _is_free_text(info):
+        if name == "evidence" or name in keys or not is_free_text(info):
             continue
         value = out.get(name)
         if isinstance(value, list):
@@ -157,9 +146,10 @@ def finish(
     log: AttemptLog,
     chunk: Chunk,
     doc: Document,
+    ctx: Context,
 ) -> ChunkOutcome:
     """Ground the records; the chunk failed only if every call of it failed."""
-    ground_records(records, chunk, doc)
+    ground_records(records, chunk, doc, ctx.schema)
     if errors and not raw:
         return ChunkOutcome(calls=log.calls, status="failed", error="; ".join(errors))
     return ChunkOutcome(records=records, calls=log.calls, response={"items": raw, "errors": errors})
@@ -218,7 +208,7 @@ class FewShotStrategy(Strategy):
                     rec = ground_item(rt, item, text, chunk, doc)
                     if rec is not None and rec not in records[rt.name]:
                         records[rt.name].append(rec)
-        return finish(records, raw, errors, log, chunk, doc)
+        return finish(records, raw, errors, log, chunk, doc, ctx)
 
 
 # -- candidate-constrained strategies ---------------------------------------------------
@@ -329,7 +319,7 @@ class CandidateStrategy(Strategy):
                     rec = ground_item(rt, item, chunk.text, chunk, doc, evidence=unit)
                     if rec is not None and rec not in records[rt.name]:
                         records[rt.name].append(rec)
-        return finish(records, raw, errors, log, chunk, doc)
+        return finish(records, raw, errors, log, chunk, doc, ctx)
 
     def _select(
         self,

@@ -62,6 +62,8 @@ def write_docs(root: Path, docs: dict[str, str] | None = None) -> Path:
 
 
 def extract(paths: list[Path], db: Path, fake: FakeProvider, **cfg: Any) -> RunSummary:
+    # the fixtures keep an ungrounded record on purpose; the grounding re-ask has its own tests (test_reground.py)
+    cfg.setdefault("reground", False)
     return run_extract(paths, db=db, config=ExtractConfig(**cfg), provider=fake, progress=False)
 
 

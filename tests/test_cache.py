@@ -16,6 +16,8 @@ from tests.test_extract_store import DOC, GOOD, rows, write_doc
 
 
 def extract(paths: list[Path], db: Path, fake: FakeProvider, **cfg: object):  # type: ignore[no-untyped-def]
+    # the fixtures keep an ungrounded record on purpose; the grounding re-ask has its own tests (test_reground.py)
+    cfg.setdefault("reground", False)
     return run_extract(paths, db=db, config=ExtractConfig(**cfg), provider=fake, progress=False)  # type: ignore[arg-type]
 
 

@@ -36,6 +36,8 @@ def write_doc(tmp_path: Path, name: str = "kyv.txt", text: str = DOC) -> Path:
 
 
 def extract(paths: list[Path], db: Path, fake: FakeProvider, **cfg: Any):  # type: ignore[no-untyped-def]
+    # the fixtures keep an ungrounded record on purpose; the grounding re-ask has its own tests (test_reground.py)
+    cfg.setdefault("reground", False)
     return run_extract(paths, db=db, config=ExtractConfig(**cfg), provider=fake, progress=False)
 
 

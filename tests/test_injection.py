@@ -26,6 +26,8 @@ EXTRA_FIELD = {
 
 
 def extract(paths: list[Path], db: Path, fake: FakeProvider, **cfg: object):  # type: ignore[no-untyped-def]
+    # the fixtures keep an ungrounded record on purpose; the grounding re-ask has its own tests (test_reground.py)
+    cfg.setdefault("reground", False)
     return run_extract(paths, db=db, config=ExtractConfig(**cfg), provider=fake, progress=False)  # type: ignore[arg-type]
 
 

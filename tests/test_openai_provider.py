@@ -100,7 +100,8 @@ class Recorder(OpenAIProvider):
 def test_request_shape(tmp_path: Path, db: Path, fmt: str) -> None:
     p = Recorder(response_format=fmt, fold_system=True)
     run_extract([write_doc(tmp_path)], db=db, config=ExtractConfig(timeout=7), provider=p, progress=False)
-    (sent,) = p.sent
+    sent, reask = p.sent  # GOOD has an ungrounded record: one grounding re-ask
+    assert [m["role"] for m in reask["messages"]] == ["user", "assistant", "user"]
     assert sent["model"] == "m" and sent["timeout"] == 7 and sent["temperature"] == 0.0
     assert [m["role"] for m in sent["messages"]] == ["user"]  # system folded into the user turn
     rf = sent["response_format"]
@@ -115,7 +116,7 @@ def test_settings_change_the_configuration_hash(tmp_path: Path, db: Path) -> Non
     a = run_extract([doc], db=db, config=ExtractConfig(), provider=Recorder(), progress=False)
     b = run_extract([doc], db=db, config=ExtractConfig(), provider=Recorder(), progress=False)
     c = run_extract([doc], db=db, config=ExtractConfig(), provider=Recorder(fold_system=True), progress=False)
-    assert (a.calls, b.calls, b.chunks_reused, c.calls) == (1, 0, 1, 1)
+    assert (a.calls, b.calls, b.chunks_reused, c.calls) == (2, 0, 1, 2)  # answer + grounding re-ask
 
 
 # -- concurrency: bounded in-flight requests, one writer ----------------------------------
@@ -163,7 +164,7 @@ def test_concurrency_bounds_requests_and_one_thread_writes(
     monkeypatch.setattr(Store, "write_chunk_result", spy)
     p = SlowRemote()
     s = run_extract(docs, db=db, config=ExtractConfig(concurrency=3), provider=p, progress=False)
-    assert (s.status, s.chunks_extracted, s.chunks_cached, s.calls) == ("completed", 8, 1, 8)
+    assert (s.status, s.chunks_extracted, s.chunks_cached, s.calls) == ("completed", 8, 1, 16)  # + re-asks
     assert p.peak == 3 and len(p.threads) == 3 and all(t.startswith("llm") for t in p.threads)
     assert writers == {threading.main_thread().name}
     con = duckdb.connect(str(db), read_only=True)

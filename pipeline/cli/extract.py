@@ -25,6 +25,9 @@ def extract(
     max_chunk_tokens: Annotated[int, typer.Option(help="token budget per chunk")] = 384,
     max_tokens: Annotated[int | None, typer.Option(help="output token limit per call (default 1024)")] = None,
     max_retries: Annotated[int, typer.Option(help="re-asks when output does not validate")] = 2,
+    reground: Annotated[
+        bool, typer.Option(help="re-ask once for records whose evidence or key values are not in the text (direct)")
+    ] = True,
     refresh: Annotated[
         bool, typer.Option(help="ignore stored results and cached responses; call the model again")
     ] = False,
@@ -58,6 +61,7 @@ def extract(
             max_chunk_tokens=max_chunk_tokens,
             max_tokens=max_tokens,
             max_retries=max_retries,
+            reground=reground,
             refresh=refresh,
             base_url=base_url,
             response_format=response_format,
