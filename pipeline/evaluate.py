@@ -247,10 +247,11 @@ def _score_run(
         raise PipelineError(f"run {run_id} used schema {row[0]!r}, not {schema.name!r}", f"pass --schema {row[0]}")
     all_rows = store.run_records(run_id, schema, include_ungrounded=True)
     scored_rows = store.run_records(run_id, schema, include_ungrounded=include_ungrounded)
-    predictions = {d: merge_document(schema, scored_rows[d]) for d in gold.docs if d in scored_rows}
-    card = score(schema, predictions, gold.docs, mode)
     warnings: list[str] = []
-    ground = grounding(all_rows, _doc_texts(store, run_id, docs_dir, set(all_rows), warnings))
+    texts = _doc_texts(store, run_id, docs_dir, set(all_rows), warnings)
+    predictions = {d: merge_document(schema, scored_rows[d], texts.get(d)) for d in gold.docs if d in scored_rows}
+    card = score(schema, predictions, gold.docs, mode)
+    ground = grounding(all_rows, texts)
     return EvalReport(
         **card.model_dump(),
         eval_id=f"{run_id}:{gold.hash}:{mode}:{'all' if include_ungrounded else 'grounded'}",

@@ -1,26 +1,66 @@
 """One record per real-world thing per document: merge mentions across chunks.
 
 Records of one type in one document are grouped when their key fields normalize equal.
-A merged record takes the first non-empty value of each field (in document order) and
-the union of list fields, and keeps every mention's evidence in ``mentions``.
+Where the document defines an abbreviation ("neuromyelitis optica spectrum disorder
+(NMOSD)"), found with the Schwartz-Hearst algorithm (the ``abbreviations`` package), the
+abbreviation and its expansion -- also with a qualifier in front ("U.S. Food and Drug
+Administration") -- count as the same key. A merged record takes the first non-empty value
+of each field (in document order) and the union of list fields, and keeps every mention's
+evidence in ``mentions``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+from functools import lru_cache
 from typing import Any
+
+from abbreviations import schwartz_hearst
 
 from pipeline.core.normalize import normalize
 from pipeline.core.schema import RecordType, Schema
 
+#: {normalized abbreviation or expansion: normalized expansion}
+Aliases = dict[str, str]
 
-def record_key(rt: RecordType, record: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(normalize(record.get(k)) for k in rt.key_fields)
+
+@lru_cache(maxsize=64)
+def abbreviations(text: str) -> Aliases:
+    """Abbreviations the text defines, both forms mapped to the normalized expansion."""
+    with contextlib.redirect_stderr(io.StringIO()):  # the library prints skipped candidates
+        pairs = schwartz_hearst.extract_abbreviation_definition_pairs(doc_text=text)
+    out: Aliases = {}
+    for short, long in pairs.items():
+        s, lf = normalize(short), normalize(long)
+        if s and lf and len(lf.split()) > 1:  # "CD19 (cluster ...)": one-word expansions are too loose
+            out[s] = lf
+            out[lf] = lf
+    return out
 
 
-def merge_type(rt: RecordType, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def canonical(value: Any, aliases: Aliases) -> str:
+    """The comparable form of a key value: its expansion when ``value`` is a defined
+    abbreviation or ends with a defined expansion; else ``normalize(value)``."""
+    v = normalize(value)
+    if v in aliases:
+        return aliases[v]
+    for form, expansion in aliases.items():
+        if form == expansion and v.endswith(" " + form):
+            return expansion
+    return v
+
+
+def record_key(rt: RecordType, record: dict[str, Any], aliases: Aliases | None = None) -> tuple[str, ...]:
+    if not aliases:
+        return tuple(normalize(record.get(k)) for k in rt.key_fields)
+    return tuple(canonical(record.get(k), aliases) for k in rt.key_fields)
+
+
+def merge_type(rt: RecordType, records: list[dict[str, Any]], aliases: Aliases | None = None) -> list[dict[str, Any]]:
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
     for rec in sorted(records, key=lambda r: (r.get("evidence_start") is None, r.get("evidence_start") or 0)):
-        key = record_key(rt, rec)
+        key = record_key(rt, rec, aliases)
         if key not in groups:
             groups[key] = {**rec, "mentions": []}
         merged = groups[key]
@@ -42,5 +82,9 @@ def merge_type(rt: RecordType, records: list[dict[str, Any]]) -> list[dict[str, 
     return out
 
 
-def merge_document(schema: Schema, per_type: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    return {rt.name: merge_type(rt, per_type.get(rt.name, [])) for rt in schema.record_types}
+def merge_document(
+    schema: Schema, per_type: dict[str, list[dict[str, Any]]], text: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Merge one document's records; ``text`` (the document) supplies its abbreviations."""
+    aliases = abbreviations(text) if text else None
+    return {rt.name: merge_type(rt, per_type.get(rt.name, []), aliases) for rt in schema.record_types}
