@@ -34,10 +34,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.chunk import chunk_document
 from pipeline.core.errors import PipelineError
-from pipeline.core.schema import load_schema
+from pipeline.core.schema import Schema, load_schema
 from pipeline.core.types import Chunk, Document
 from pipeline.extract import ChunkOutcome, Context, Strategy, get_strategy, ground_records, records_of
 from pipeline.ingest import read_documents
+from pipeline.merge import merge_document, record_key
 from pipeline.providers import Provider, get_provider
 from pipeline.retry import RetryPolicy
 from pipeline.store.db import Store
@@ -241,6 +242,7 @@ def run_extract(
             summary.status = status
             summary.seconds = round(time.perf_counter() - t0, 2)
             summary.records = _count_records(store, run_id, schema)
+            store.write_entities(run_id, merged_entities(store, run_id, schema, docs))
             store.finish_run(
                 run_id,
                 status,
@@ -397,6 +399,29 @@ class _Batch:
         else:
             s.chunks_failed += 1
         self.advance(chunk)
+
+
+def merged_entities(store: Store, run_id: str, schema: Schema, docs: Sequence[Document]) -> list[dict[str, Any]]:
+    """The run's grounded records merged per document: one entity per real-world thing."""
+    texts = {d.doc_id: d.text for d in docs}
+    out: list[dict[str, Any]] = []
+    for doc_id, per_type in store.run_records(run_id, schema).items():
+        for rt_name, rows in merge_document(schema, per_type, texts.get(doc_id)).items():
+            rt = schema.record_type(rt_name)
+            for rec in rows:
+                label = " · ".join(str(rec.get(k)) for k in rt.key_fields if rec.get(k) not in (None, ""))
+                out.append(
+                    {
+                        "entity_id": digest([run_id, doc_id, rt_name, list(record_key(rt, rec))], 24),
+                        "doc_id": doc_id,
+                        "record_type": rt_name,
+                        "label": label,
+                        "fields": {f: rec.get(f) for f in rt.value_fields},
+                        "first_start": rec.get("evidence_start"),
+                        "mentions": rec["mentions"],
+                    }
+                )
+    return out
 
 
 def _count_records(store: Store, run_id: str, schema: Any) -> dict[str, int]:

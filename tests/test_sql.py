@@ -45,7 +45,7 @@ def query(db: Path, sql: str) -> list[dict[str, Any]]:
 def test_extract_creates_one_view_per_record_type(tmp_path: Path, db: Path) -> None:
     build(tmp_path, db)
     views = {r[0] for r in run_query(db, "SELECT view_name FROM duckdb_views() WHERE NOT internal").rows}
-    assert views == {*RECORD_TYPES, "all_records"}
+    assert views == {*RECORD_TYPES, "all_records", "all_entities"}
 
 
 def test_views_hold_grounded_records_with_document_and_span(tmp_path: Path, db: Path) -> None:

@@ -507,6 +507,42 @@ class Store:
                 out.setdefault(rec["doc_id"], {t.name: [] for t in schema.record_types})[rt.name].append(rec)
         return out
 
+    def write_entities(self, run_id: str, entities: Sequence[dict[str, Any]]) -> None:
+        """Replace the run's merged records. Each entity: entity_id, doc_id, record_type,
+        label, fields (dict), first_start, mentions (list of record_id/evidence/offsets)."""
+        with self.transaction():
+            self.con.execute(
+                "DELETE FROM entity_mentions WHERE entity_id IN (SELECT entity_id FROM entities WHERE run_id = ?)",
+                [run_id],
+            )
+            self.con.execute("DELETE FROM entities WHERE run_id = ?", [run_id])
+            if not entities:
+                return
+            self.con.executemany(
+                "INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    [
+                        e["entity_id"],
+                        run_id,
+                        e["doc_id"],
+                        e["record_type"],
+                        e["label"],
+                        json.dumps(e["fields"], ensure_ascii=False, default=str),
+                        len(e["mentions"]),
+                        e["first_start"],
+                    ]
+                    for e in entities
+                ],
+            )
+            self.con.executemany(
+                "INSERT OR IGNORE INTO entity_mentions VALUES (?, ?, ?, ?, ?)",
+                [
+                    [e["entity_id"], m["record_id"], m["evidence"], m["evidence_start"], m["evidence_end"]]
+                    for e in entities
+                    for m in e["mentions"]
+                ],
+            )
+
     # -- friendly views (``pipeline sql``; see pipeline/store/views.py) -----------------
 
     def ensure_views(self, schema: Schema) -> dict[str, str]:

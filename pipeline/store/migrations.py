@@ -188,8 +188,35 @@ def m003_llm_cache(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m004_entities(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per real-world thing per document and run (merged mentions), and its mentions."""
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS entities (
+            entity_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            doc_id VARCHAR NOT NULL,
+            record_type VARCHAR NOT NULL,
+            label VARCHAR NOT NULL,       -- the key fields, as first written in the document
+            fields JSON NOT NULL,         -- the merged record
+            n_mentions INTEGER NOT NULL,
+            first_start BIGINT
+        );
+        CREATE TABLE IF NOT EXISTS entity_mentions (
+            entity_id VARCHAR NOT NULL,
+            record_id VARCHAR NOT NULL,
+            evidence VARCHAR,
+            evidence_start BIGINT,
+            evidence_end BIGINT,
+            PRIMARY KEY (entity_id, record_id)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_core_tables", m001_core_tables),
     ("002_eval_tables", m002_eval_tables),
     ("003_llm_cache", m003_llm_cache),
+    ("004_entities", m004_entities),
 ]

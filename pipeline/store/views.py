@@ -20,10 +20,24 @@ from pipeline.core.schema import RecordType, Schema
 
 #: tables the pipeline owns; a view never takes one of these names
 CORE_TABLES = frozenset(
-    {"_migrations", "documents", "chunks", "runs", "run_documents", "run_chunks", "extractions", "llm_calls"}
+    {
+        "_migrations",
+        "documents",
+        "chunks",
+        "runs",
+        "run_documents",
+        "run_chunks",
+        "extractions",
+        "llm_calls",
+        "llm_cache",
+        "entities",
+        "entity_mentions",
+    }
 )
 #: the view of every record type together
 ALL_RECORDS = "all_records"
+#: the view of each document's merged records (one per real-world thing) in its latest run
+ALL_ENTITIES = "all_entities"
 #: name prefixes reserved for tables (``rec_<type>`` records, ``eval_*`` scores, ``_*`` bookkeeping)
 RESERVED_PREFIXES = ("rec_", "eval_", "_")
 #: document columns added to every view (a schema field of the same name wins)
@@ -46,7 +60,7 @@ def table_names(con: duckdb.DuckDBPyConnection, kind: str = "BASE TABLE") -> set
 def view_name(record_type: str, taken: set[str]) -> str:
     """``record_type``, or ``<record_type>_records`` when that name belongs to a table."""
     for name in (record_type, f"{record_type}_records"):
-        free = name not in CORE_TABLES and name != ALL_RECORDS and name not in taken
+        free = name not in CORE_TABLES and name not in (ALL_RECORDS, ALL_ENTITIES) and name not in taken
         if free and not name.startswith(RESERVED_PREFIXES):
             return name
     raise StoreError(
@@ -166,4 +180,11 @@ def ensure_views(con: duckdb.DuckDBPyConnection, schema: Schema) -> dict[str, st
         names[rt.name] = name
     if ALL_RECORDS not in tables:
         con.execute(f"CREATE OR REPLACE VIEW {ALL_RECORDS} AS {all_records_select(schema, names)}")
+    if ALL_ENTITIES not in tables:
+        con.execute(
+            f"CREATE OR REPLACE VIEW {ALL_ENTITIES} AS SELECT e.doc_id, e.record_type, e.label, e.fields, "
+            f"e.n_mentions, e.first_start, e.run_id, e.entity_id FROM ({latest}) sel "
+            "JOIN entities e ON e.run_id = sel.run_id AND e.doc_id = sel.doc_id "
+            "ORDER BY e.doc_id, e.record_type, e.first_start NULLS LAST"
+        )
     return names
