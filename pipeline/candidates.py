@@ -29,9 +29,10 @@ REGULATORS = (
 DISEASE_HEADS = (
     r"\w*(?:itis|osis|emia|aemia|oma|omas|pathy|pathies|plasia|trophy)|diseases?|disorders?|syndromes?|gravis|"
     r"erythematosus|infections?|fever|failure|cancers?|leuka?emias?|arthritis|sclerosis|myositis|vasculitis|"
-    r"fibrosis|neuropathy|toxicity|myeloma|lymphoma|lupus|nephritis|palsy|dystrophy|deficiency|injury"
+    r"fibrosis|neuropathy|toxicity|myeloma|lymphoma|lupus|nephritis|palsy|dystrophy|deficiency|injury|"
+    r"ha?emorrhages?"
 )
-MODIFIER = r"[A-Za-z0-9+-]+"
+MODIFIER = r"(?:\([A-Za-z0-9+-]+\)-?)?[A-Za-z0-9+-]+|\([A-Za-z0-9+-]+\)"
 STOP_MODIFIERS = {
     "the", "a", "an", "with", "in", "of", "for", "and", "or", "to", "from", "by", "on", "is", "are", "was",
     "were", "his", "her", "their", "its", "this", "these", "that", "patients", "patient", "treat", "treatment",
@@ -63,7 +64,7 @@ def _unique(items: Iterable[str]) -> list[str]:
     out = []
     for item in items:
         item = item.strip(" ,;:")
-        if item and item.casefold() not in seen and len(item) <= 300:
+        if item and item.casefold() not in seen and len(item) <= 500:
             seen.add(item.casefold())
             out.append(item)
     return out
@@ -73,6 +74,7 @@ def conditions(text: str) -> list[str]:
     """Disease-shaped noun phrases: up to 4 modifiers before a disease head word, every
     left-trimmed variant (the model picks the right extent), and "expansion (ABBR)" pairs."""
     out: list[str] = []
+    text = AFFILIATION_LIST.sub(lambda m: " " * len(m.group(0)), text) if affiliations(text) else text
     for m in re.finditer(rf"\b({DISEASE_HEADS})\b", text, re.IGNORECASE):
         if NOT_A_CONDITION_AFTER.match(text[m.end() : m.end() + 20]):
             continue
@@ -80,7 +82,7 @@ def conditions(text: str) -> list[str]:
         words = re.findall(MODIFIER, before)
         mods: list[str] = []
         for w in reversed(words):
-            if w.lower() in STOP_MODIFIERS or len(mods) == 4:
+            if w.lower() in STOP_MODIFIERS or w.isdigit() or len(mods) == 5:
                 break
             mods.insert(0, w)
         for i in range(len(mods) + 1):
@@ -100,9 +102,9 @@ def therapies(text: str) -> list[str]:
     """Product codes and names: Descartes-08-like (word-digits), SC291/CT103A-like codes,
     INN stems (-mab, -cel, -tinib, -leucel), and "X CAR-T cell therapy" phrases."""
     pats = [
-        r"\b[A-Z][A-Za-z]{1,12}-\d{1,5}[A-Za-z]?\b",
+        r"\b[A-Z][A-Za-z]{1,12}-\d{2,5}[A-Za-z]?\b",
         r"\b[A-Z]{1,4}\d{2,5}[A-Z]?\b",
-        r"\b[a-z]{3,}(?:mab|cel|leucel|tinib|ciclib|parib)\b(?: \([a-z-]+\))?",
+        r"\b(?:[A-Za-z]{3,}(?:cabtagene|tagene) [a-z]{3,}(?:leucel|cel)\b|[a-z]{3,}(?:mab|cel|leucel|tinib|ciclib|parib)\b(?: \([a-z-]+\))?)",
         r"\b(?:[A-Z0-9]+[- ])?(?:anti-)?[A-Z]{2,5}\d{0,3}[- ]?(?:directed |targeting |targeted )?CAR[- ]?T(?:[- ]cells?)?(?: cell)?(?: therapy| therapies)?\b",
         r"\b(?:mRNA |allogeneic |autologous )?CAR[- ]T(?: cells?| cell therapy| cell therapies)\b",
     ]
@@ -131,14 +133,14 @@ def targets(text: str) -> list[str]:
 
 def people(text: str) -> list[str]:
     """Person-name shapes next to credentials, 'et al.', or speech verbs."""
-    name = r"[A-Z][^\W\d_]+(?: [A-Z]\.)*(?: [A-Z][^\W\d_'’]+(?:-[A-Z][^\W\d_]+)?){1,2}"
+    name = r"[A-Z][^\W\d_]+(?: [A-Z]\.)*(?: [A-Z][^\W\d_'’]+(?:-[A-Z][^\W\d_]+)?){1,3}"
     pats = [
         rf"({name}),? (?:MD|PhD|PharmD|MSc|MPH|RN|DO|MBBS|FRCP|BCGP)\b",
         rf"({name}) et al\b",
         rf"(?:says|said|according to) ({name})",
         rf"({name}),? (?:says|said)\b",
         rf"(?:Dr\.|Prof\.|Professor) ({name})",
-        rf"(?:^|, )({name})\d{{1,2}}(?=,| and)",
+        rf"(?:^|, | and )({name})\d{{1,2}}(?=,| and)",
     ]
     return _unique(m.group(1) for p in pats for m in re.finditer(p, text, re.MULTILINE))
 
@@ -152,8 +154,10 @@ def credentials(text: str) -> list[str]:
 def organizations(text: str) -> list[str]:
     """Capitalized names ending in an organization head word, regulators, and acronyms
     introduced as funders or parties ("from the ISC-III", "by the X")."""
-    out = []
-    pat = rf"\b((?:{CAP} (?:{CONNECT} )*)*?(?:{CAP} )?(?:{ORG_HEADS})(?: (?:{CONNECT} )+(?:{CAP} ?)+)?)"
+    out = affiliations(text)
+    if out:  # the list's own pieces replace the name regex over it, which would join neighbours
+        text = AFFILIATION_LIST.sub(lambda m: " " * len(m.group(0)), text)
+    pat = rf"\b((?:{CAP} (?:{CONNECT} )*)*?(?:{CAP} )?(?:{ORG_HEADS})(?:(?: {CONNECT})+(?: {CAP})+)*)"
     for m in re.finditer(pat, text):
         phrase = re.sub(r"^(?:The|the|A|An)\s+", "", m.group(1)).strip()
         if len(phrase.split()) >= 2 or phrase.isupper():
@@ -165,6 +169,28 @@ def organizations(text: str) -> list[str]:
             rf"\b(?:from|by|of) the ((?:{CAP})(?: (?:{CONNECT} )?{CAP}){{0,5}})(?= \(|,|\.| and)", text
         )
     ]
+    code = re.compile(r"\b[A-Z]{1,4}\d{2,5}[A-Z]?\b")  # a product code is not part of an organization name
+    return _unique(o for o in out if not code.search(o))
+
+
+# "1University College London, London, United Kingdom, 2Manchester Royal Infirmary, ..."
+AFFILIATION_MARK = re.compile(r"(?:^|(?<=, )|(?<=\n))\d{1,2}(?=[A-Z][a-z])")
+AFFILIATION_LIST = re.compile(r"(?m)(?:^|(?<=, ))\d{1,2}[A-Z][a-z].*$")
+
+
+def affiliations(text: str) -> list[str]:
+    """Organizations of a numbered affiliation list (3+ markers glued to names): each
+    comma- or "and"-separated piece that holds an organization head word; places are dropped."""
+    out: list[str] = []
+    for line in AFFILIATION_LIST.finditer(text):
+        segments = [seg for seg in AFFILIATION_MARK.split(line.group(0)) if seg.strip()]
+        if len(segments) < 3:
+            continue
+        for seg in segments:
+            for piece in re.split(r",\s+|\s+and\s+", seg):
+                piece = piece.strip(" ,;.")
+                if re.search(rf"\b(?:{ORG_HEADS}|Infirmary|Universitari|Universitat|Universit\w+)\b", piece):
+                    out.append(piece)
     return _unique(out)
 
 
@@ -187,7 +213,15 @@ def actions(text: str) -> list[str]:
         m.group(1)
         for m in re.finditer(r"under the ((?:[A-Z][\w-]*\s?){1,5}?) (?:process|pathway|program|programme)", text)
     ]
-    out += [m.group(0) for m in re.finditer(r"\b(?:approved|cleared|granted|accepted)\b", text)]
+    out += [
+        m.group(0)
+        for m in re.finditer(
+            r"\b(?:cleared|accepted|approved|granted)\s+(?:an?|the|its)\s+[\w() -]{0,60}?"
+            r"(?:application|submission|request|filing)\b",
+            text,
+        )
+    ]
+    out += [m.group(0) for m in re.finditer(r"\b(?:approved|cleared)\b", text)]
     bare = {"agreement", "designation", "approval", "clearance", "authorization", "authorisation"}
     return _unique(a for a in out if a.lower() not in bare)
 
@@ -222,7 +256,7 @@ def findings(text: str) -> list[str]:
         r"\b(?:achieved|showed|had|reached|experienced|developed|led to)\s+([^.;]{3,160}?)(?=\s+(?:over|after|at|during|by|for|in)\b|[.;,]|$)",
         text,
     ):
-        if not re.match(r"(?:received|been|announced|agreed|the company|an? )", m.group(1)):
+        if not re.match(r"(?:received|been|announced|agreed|the company|an? |using |with |by )", m.group(1)):
             out.append(m.group(1))
     return _unique(out)
 
@@ -234,7 +268,13 @@ def timepoints(text: str) -> list[str]:
     )
 
 
+FUNDING_CUE = re.compile(r"\b(?:fund(?:ed|ing|s)?|grants?|supported (?:in part )?by|financial support)\b", re.I)
+
+
 def funders(text: str) -> list[str]:
+    """Organizations after "by"/"from" in a funding statement (the text must say funded, grant, supported by...)."""
+    if not FUNDING_CUE.search(text):
+        return []
     return _unique(
         m.group(1)
         for m in re.finditer(
@@ -275,7 +315,11 @@ def titles(text: str) -> list[str]:
     return _unique(
         line.strip()
         for line in text.splitlines()
-        if len(line.split()) >= 5 and not line.rstrip().endswith(".") and "|" not in line and len(line) < 300
+        if len(line.split()) >= 5
+        and not re.match(r"\s*[•·▪‣*-]\s", line)
+        and not line.rstrip().endswith(".")
+        and "|" not in line
+        and len(line) <= 500
     )
 
 

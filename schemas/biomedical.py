@@ -66,7 +66,7 @@ class Record(BaseModel):
 
 
 class Article(Record):
-    title: str = _name("the article's title as written", key=True, max_length=300, candidates="title")
+    title: str = _name("the article's title as written", key=True, max_length=500, candidates="title")
     article_type: (
         Literal[
             "news",

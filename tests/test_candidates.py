@@ -50,3 +50,43 @@ def test_rules_strategy_is_grounded_and_never_calls_the_model(tmp_path: Path) ->
     assert conditions == ["lupus nephritis", "rheumatoid arthritis"]  # maximal spans; no umbrella class
     assert ("FDA", "Fast Track designation", "SC291") in events
     assert ungrounded == 0
+
+
+def test_numbered_affiliation_list_gives_one_organization_per_piece() -> None:
+    text = (
+        "Ann Smith1, Bo Li2 and Cy Ode3, 1Northfield University and Northfield University Hospital, Leeds, "
+        "United Kingdom, 2Eastgate Royal Infirmary, York, United Kingdom, 3Acme Therapeutics, Basel, Switzerland"
+    )
+    orgs = candidates("organization", text)
+    assert orgs == [
+        "Northfield University",
+        "Northfield University Hospital",
+        "Eastgate Royal Infirmary",
+        "Acme Therapeutics",
+    ]  # no "Leeds", no "University and Northfield University Hospital"
+    assert "Cy Ode" in candidates("person", text)  # the last author, after "and"
+    assert candidates("condition", text) == []
+
+
+def test_funders_need_a_funding_statement() -> None:
+    assert candidates("funder", "The IND application from Kyverna Therapeutics was cleared by the FDA.") == []
+    assert candidates("funder", "This work was supported by the Acme Foundation (G-12).") == ["Acme Foundation"]
+
+
+def test_condition_with_a_parenthesized_abbreviation_inside() -> None:
+    found = candidates("condition", "It targets antineutrophil cytoplasmic antibody (ANCA)-associated vasculitis.")
+    assert "antineutrophil cytoplasmic antibody (ANCA)-associated vasculitis" in found
+    assert "4 infections" not in candidates("condition", "In total, 4 infections were seen.")
+
+
+def test_two_word_cell_therapy_names_and_codes() -> None:
+    text = "Obecabtagene autoleucel (obe-cel) was given; AQP-4 antibodies fell; KYV-101 was dosed."
+    assert candidates("therapy", text) == ["Obecabtagene autoleucel", "KYV-101"]
+
+
+def test_verb_with_its_object_is_an_action_and_bullets_are_not_titles() -> None:
+    text = "The FDA has cleared an investigational new drug (IND) application from Acme."
+    assert "cleared an investigational new drug (IND) application" in candidates("action", text)
+    assert candidates("title", "• View and print all your favorites\nA Trial of KYV-101 in Myasthenia Gravis") == [
+        "A Trial of KYV-101 in Myasthenia Gravis"
+    ]
