@@ -319,6 +319,8 @@ class CandidateStrategy(Strategy):
                     rec = ground_item(rt, item, chunk.text, chunk, doc, evidence=unit)
                     if rec is not None and rec not in records[rt.name]:
                         records[rt.name].append(rec)
+            if not rt.many:  # one per chunk; merging keeps the document's first
+                records[rt.name] = records[rt.name][:1]
         return finish(records, raw, errors, log, chunk, doc, ctx)
 
     def _select(
