@@ -56,6 +56,8 @@ def run(setup: dict[str, Any], proxy: FaultProxy, docs: list[str], **retry: Any)
         response_format="json_object",
         fold_system=True,
         max_tokens=96,
+        # Transport faults only: the grounding re-ask (tests/test_reground.py) would add calls.
+        reground=False,
         **{"timeout": 240.0, "max_attempts": 4, "max_seconds": 480.0, "max_retries": 2, **retry},
     )
     return run_extract([setup[d] for d in docs], db=setup["db"], config=cfg, progress=False)
