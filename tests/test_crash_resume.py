@@ -38,7 +38,7 @@ def test_sigkill_mid_batch_then_rerun(tmp_path: Path, llama_server: str) -> None
     with FaultProxy(llama_server.removesuffix("/v1"), memo=True) as proxy:
         proxy.plan(default=delay(0.5))
         args = [str(docs), "--db", str(db), "--schema", schema, "--prompt", prompt, "--model", "openai:gemma"]
-        args += ["--base-url", proxy.base_url, *SERVER_FLAGS, "--quiet"]
+        args += ["--base-url", proxy.base_url, *SERVER_FLAGS, "--no-reground", "--quiet"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         first = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "extract", *args],

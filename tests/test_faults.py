@@ -206,7 +206,7 @@ def test_retry_after_past_the_chunk_budget_fails_at_once(setup: dict[str, Any], 
 def test_cli_exits_2_on_failures_and_rerun_finishes(setup: dict[str, Any], proxy: FaultProxy) -> None:
     args = [str(setup["a"]), str(setup["b"]), "--db", str(setup["db"]), "--schema", setup["schema"]]
     args += ["--prompt", setup["prompt"], "--model", "openai:gemma", "--base-url", proxy.base_url]
-    args += [*SERVER_FLAGS, "--quiet"]
+    args += [*SERVER_FLAGS, "--no-reground", "--quiet"]
     proxy.plan(RESET, RESET)
     first = cli(*args, "--max-attempts", "2", env={})
     assert first.returncode == 2, first.stderr

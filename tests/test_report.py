@@ -134,6 +134,7 @@ HOSTILE = (
     "<script>window.__pwned = 1</script>\n"
     '<img src=x onerror="window.__pwned = 2"> & friends\n'
     "KYV-101 is a CD19 CAR T cell therapy.\n"
+    "Also named: </script><script>window.__pwned = 3</script>.\n"  # a grounded hostile value
 )
 HOSTILE_OUT = {
     "therapies": [
