@@ -56,6 +56,8 @@ class ExtractConfig:
     reground: bool = True
     refresh: bool = False
     max_tokens: int | None = None
+    # local model: how a JSON schema constrains decoding (llguidance | gbnf)
+    constraint: str = "llguidance"
     # remote (OpenAI-compatible) providers
     base_url: str | None = None
     response_format: str = "json_schema"
@@ -81,7 +83,12 @@ class ExtractConfig:
             ) from None
 
     def provider_options(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "response_format": self.response_format, "fold_system": self.fold_system}
+        return {
+            "base_url": self.base_url,
+            "response_format": self.response_format,
+            "fold_system": self.fold_system,
+            "constraint": self.constraint,
+        }
 
 
 @dataclass

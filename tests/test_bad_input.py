@@ -91,6 +91,11 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[list[str], str, str]]:
             "unknown response format 'xml'",
             "json_object for llama.cpp servers",
         ),
+        "bad constraint engine": (
+            ["--constraint", "regex"],
+            "unknown constraint engine 'regex'",
+            "pass one of: llguidance, gbnf",
+        ),
     }
 
 
@@ -105,8 +110,9 @@ CASES = [
     "bad option",
     "bad retry option",
     "bad response format",
+    "bad constraint engine",
 ]
-REAL_PROVIDER = {"unknown model form", "no API key for OpenAI", "bad response format"}
+REAL_PROVIDER = {"unknown model form", "no API key for OpenAI", "bad response format", "bad constraint engine"}
 
 
 @pytest.mark.parametrize("case", CASES)

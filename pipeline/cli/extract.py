@@ -31,6 +31,9 @@ def extract(
     refresh: Annotated[
         bool, typer.Option(help="ignore stored results and cached responses; call the model again")
     ] = False,
+    constraint: Annotated[
+        str, typer.Option(help="local model: JSON-schema constraint engine, llguidance (fast) | gbnf (llama.cpp)")
+    ] = "llguidance",
     base_url: Annotated[
         str | None,
         typer.Option(help="OpenAI-compatible server for openai:<name> [env OPENAI_BASE_URL; default OpenAI]"),
@@ -63,6 +66,7 @@ def extract(
             max_retries=max_retries,
             reground=reground,
             refresh=refresh,
+            constraint=constraint,
             base_url=base_url,
             response_format=response_format,
             fold_system=fold_system,

@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletion
 
 from pipeline.core.errors import ProviderError
 from pipeline.providers.base import Provider, as_json_object_format
+from pipeline.providers.guidance import ENGINES, SchemaConstraint, tokenizer_for
 
 DEFAULT_NAME = "gemma-3-270m-q4_k_m"
 
@@ -59,9 +60,15 @@ class LocalProvider(Provider):
         n_ctx: int = 4096,
         n_threads: int | None = None,
         chat_format: str = "gemma",
+        constraint: str = "llguidance",
         **_: Any,
     ) -> None:
         super().__init__()
+        if constraint not in ENGINES:
+            raise ProviderError(f"unknown constraint engine {constraint!r}", f"pass one of: {', '.join(ENGINES)}")
+        #: how a JSON schema constrains decoding: llguidance masks (fast) or llama.cpp's GBNF grammar
+        self.constraint = constraint
+        self.settings = {"constraint": constraint}
         self.model_path = Path(model_path) if model_path else None
         if self.model_path is not None and not self.model_path.is_file():
             raise ProviderError(f"model file {self.model_path} does not exist", "pass local:/path/to/model.gguf")
@@ -70,6 +77,7 @@ class LocalProvider(Provider):
         self.n_threads = n_threads or min(os.cpu_count() or 2, 8)
         self.chat_format = chat_format
         self._llama: Any = None
+        self._tokenizer: Any = None
 
     @property
     def llama(self) -> Any:
@@ -97,8 +105,21 @@ class LocalProvider(Provider):
         kwargs.pop("model", None)
         if self.chat_format == "gemma" and "messages" in kwargs:
             kwargs["messages"] = fold_system_messages(kwargs["messages"])
-        result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**as_json_object_format(kwargs))
+        kwargs = as_json_object_format(kwargs)
+        fmt = kwargs.get("response_format")
+        if self.constraint == "llguidance" and isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
+            kwargs.pop("response_format")
+            kwargs["logits_processor"] = self.schema_constraint(fmt["schema"])
+        result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**kwargs)
         return result
+
+    def schema_constraint(self, schema: dict[str, Any]) -> Any:
+        """A fresh llguidance logits processor for one generation under ``schema``."""
+        from llama_cpp import LogitsProcessorList
+
+        if self._tokenizer is None:
+            self._tokenizer = tokenizer_for(self.llama)
+        return LogitsProcessorList([SchemaConstraint(self._tokenizer, schema, self.llama.n_vocab())])
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -107,3 +128,4 @@ class LocalProvider(Provider):
         if self._llama is not None:
             self._llama.close()
             self._llama = None
+            self._tokenizer = None
