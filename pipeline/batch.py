@@ -282,6 +282,15 @@ class _Batch:
     summary: RunSummary
     docs: dict[str, Document]
     advance: Callable[[Chunk], Any] = lambda chunk: None
+    #: looked up once per run (``prefetch``): stored extractions and cached responses
+    done: set[str] = field(default_factory=set)
+    cached: set[str] = field(default_factory=set)
+
+    def prefetch(self, chunks: Sequence[Chunk]) -> None:
+        """One query each instead of two per chunk; ``write`` adds what this run caches."""
+        if not self.config.refresh:
+            self.done = self.store.completed_extractions([self.extraction_key(c) for c in chunks])
+            self.cached = self.store.cached_keys([self.cache_key(c) for c in chunks])
 
     def extraction_key(self, chunk: Chunk) -> str:
         return digest({"chunk": chunk.chunk_id, "config": self.config_hash}, 24)
@@ -304,6 +313,7 @@ class _Batch:
         )
 
     def run(self, chunks: Sequence[Chunk], concurrency: int) -> None:
+        self.prefetch(chunks)
         if concurrency == 1:
             for chunk in chunks:
                 if not self.reuse(chunk):
@@ -324,23 +334,25 @@ class _Batch:
             leaders.add(key)
             in_flight[pool.submit(self.strategy.extract, chunk, self.docs[chunk.doc_id], self.ctx)] = chunk
 
-        def collect() -> None:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for fut in done:
-                chunk = in_flight.pop(fut)
-                self.write(chunk, fut.result())
-                key = self.cache_key(chunk)
-                leaders.discard(key)
-                for follower in waiting.pop(key, []):
-                    schedule(follower)
+        pending = iter(chunks)
+
+        def fill() -> None:
+            while len(in_flight) < concurrency and (chunk := next(pending, None)) is not None:
+                schedule(chunk)
 
         try:
-            for chunk in chunks:
-                while len(in_flight) >= concurrency:
-                    collect()
-                schedule(chunk)
+            fill()
             while in_flight:
-                collect()
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                finished = [(fut, in_flight.pop(fut)) for fut in done]
+                fill()  # the next requests go out before this main thread writes the results
+                for fut, chunk in finished:
+                    self.write(chunk, fut.result())
+                    key = self.cache_key(chunk)
+                    leaders.discard(key)
+                    for follower in waiting.pop(key, []):
+                        schedule(follower)
+                fill()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -349,12 +361,13 @@ class _Batch:
         if self.config.refresh:
             return False
         key = self.extraction_key(chunk)
-        if self.store.completed_extraction(key):
+        if key in self.done:
             self.store.link_run_chunk(self.run_id, chunk.chunk_id, key, "reused")
             self.summary.chunks_reused += 1
             self.advance(chunk)
             return True
-        response = self.store.cached_response(self.cache_key(chunk))
+        cache_key = self.cache_key(chunk)
+        response = self.store.cached_response(cache_key) if cache_key in self.cached else None
         if response is None:
             return False
         try:
@@ -395,6 +408,8 @@ class _Batch:
             response=outcome.response,
             cache_key=self.cache_key(chunk) if ok else None,
         )
+        if ok:
+            self.cached.add(self.cache_key(chunk))
         s = self.summary
         s.calls += len(outcome.calls)
         s.calls_failed += sum(1 for c in outcome.calls if c["status"] != "ok")
