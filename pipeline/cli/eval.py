@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.evaluate import EvalReport, compare_runs, evaluate
-from pipeline.score import Comparison
+if TYPE_CHECKING:  # the scorer (scipy) loads only when `eval` runs: other commands start faster
+    from pipeline.evaluate import EvalReport
+    from pipeline.score import Comparison
 
 DEFAULT_DB = Path("data/pipeline.duckdb")
 
@@ -32,6 +33,8 @@ def eval_(
     ] = None,
 ) -> None:
     """Score a run's records against the gold set; store and print the scores."""
+    from pipeline.evaluate import compare_runs, evaluate
+
     common: dict[str, Any] = {
         "db": db,
         "gold_dir": gold,

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.extract import DEFAULT_DB
-from pipeline.export import run_export
 
 
 def export(
@@ -20,6 +19,8 @@ def export(
     include_ungrounded: Annotated[bool, typer.Option(help="also export records whose evidence was not found")] = False,
 ) -> None:
     """Export a run's records: one file per record type."""
+    from pipeline.export import run_export
+
     summary = run_export(db=db, out=out, fmt=format, run=run, schema=schema, include_ungrounded=include_ungrounded)
     for name, (path, rows) in summary.files.items():
         typer.echo(f"{path}\t{rows} {name}")

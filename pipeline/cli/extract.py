@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.batch import ExtractConfig, RunSummary, run_extract
+if TYPE_CHECKING:  # the extraction stack (openai, instructor) loads only when `extract` runs
+    from pipeline.batch import RunSummary
 
 DEFAULT_DB = Path("data/pipeline.duckdb")
 
@@ -51,6 +52,8 @@ def extract(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Extract records from documents into DuckDB and print a summary."""
+    from pipeline.batch import ExtractConfig, run_extract
+
     console = Console(stderr=True)
     logging.getLogger("instructor").addHandler(logging.NullHandler())  # every attempt is in llm_calls
     summary = run_extract(

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.extract import DEFAULT_DB
-from pipeline.report import build_report
 
 DEFAULT_GOLD = Path("evals/gold")
 
@@ -23,6 +22,8 @@ def report(
     schema: Annotated[str | None, typer.Option(help="schema to read the run with (default: the run's)")] = None,
 ) -> None:
     """Write an HTML page: documents with records highlighted at their evidence, gold misses marked."""
+    from pipeline.report import build_report
+
     if gold is None and DEFAULT_GOLD.is_dir():
         gold = DEFAULT_GOLD
     s = build_report(db=db, run=run, out=out, gold=gold, schema=schema)
