@@ -35,17 +35,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny inputs, no model (well under a minute)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument(
-        "--doc-chars", type=int, default=0, help="truncate the eval doc to this many characters (0 = whole)"
+        "--doc-chars",
+        type=int,
+        default=0,
+        help="use one eval doc truncated to this many characters instead of the whole eval set (0 = whole set)",
     )
-    ap.add_argument("--max-calls", type=int, default=4, help="prompts used for the constrained-decoding item")
+    ap.add_argument("--max-calls", type=int, default=8, help="prompts used for the constrained-decoding item")
+    ap.add_argument("--strategy", default="direct", help="extraction strategy for items 1-3 (one that calls the model)")
+    ap.add_argument("--max-tokens", type=int, default=1024, help="output token limit per call for items 1-3")
     a = ap.parse_args()
     out = a.out or Path(__file__).parent / "results" / f"{date.today().isoformat()}.json"
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        doc = items.EVAL_DOC
+        doc = items.EVAL_DIR
         chars = 400 if a.quick else a.doc_chars
         if chars:
+            doc = items.EVAL_DOC
             full = doc.read_text(encoding="utf-8")
             start = next(i for i, line in enumerate(full.splitlines(keepends=True)) if len(line) > 200)
             body = "".join(full.splitlines(keepends=True)[start:])[:chars]
@@ -65,11 +71,17 @@ def main() -> None:
         else:
             from bench.model import model_items
 
-            model_out = guarded(lambda: model_items(doc, db, a.max_calls)[0], "1-3. model items")
+            model_out = guarded(
+                lambda: model_items(doc, db, a.max_calls, strategy=a.strategy, max_tokens=a.max_tokens)[0],
+                "1-3. model items",
+            )
             results += model_out
         results += guarded(items.storage, "4. storage", 1_000 if a.quick else 1_000_000)
         results += guarded(items.scorer, "5. scorer", 100 if a.quick else 10_000)
-        results += guarded(items.concurrency, "6. client concurrency", 0.05 if a.quick else 0.2, 2 if a.quick else 8)
+        results += guarded(items.concurrency, "6a. client concurrency", 0.05 if a.quick else 0.2, 2 if a.quick else 8)
+        results += guarded(
+            items.pipeline_concurrency, "6b. pipeline concurrency", 0.05 if a.quick else 1.0, 1 if a.quick else 4
+        )
         if a.quick:
             results.append(items.skipped("7. peak RSS of `pipeline extract`", "report", "--quick runs no model"))
         else:
@@ -82,8 +94,11 @@ def main() -> None:
             "python": platform.python_version(),
             "cpus": __import__("os").cpu_count(),
         },
-        "doc": str(items.EVAL_DOC.relative_to(items.ROOT))
-        + (f" ({chars} chars from the first long paragraph)" if chars else ""),
+        "docs": (
+            f"{items.EVAL_DOC.relative_to(items.ROOT)} ({chars} chars from the first long paragraph)"
+            if chars
+            else f"{items.EVAL_DIR.relative_to(items.ROOT)}/ (the eval set)"
+        ),
         "seconds": round(time.perf_counter() - t0, 1),
         "items": results,
     }
