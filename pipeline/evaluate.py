@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from pipeline.core.errors import PipelineError, StoreError
 from pipeline.core.normalize import normalize
 from pipeline.core.schema import RecordType, Schema, load_schema
-from pipeline.ground import align
+from pipeline.ground import align, missing_key_value
 from pipeline.ingest import iter_paths, read_document
 from pipeline.merge import merge_document
 from pipeline.score import MODES, Comparison, GoldRecord, Mode, Scorecard, compare, score
@@ -202,13 +202,22 @@ def _doc_texts(store: Store, run_id: str, docs_dir: Path, doc_ids: set[str], war
     return texts
 
 
-def grounding(rows: Mapping[str, Mapping[str, list[dict[str, Any]]]], texts: Mapping[str, str]) -> Grounding:
+def grounding(
+    rows: Mapping[str, Mapping[str, list[dict[str, Any]]]], texts: Mapping[str, str], schema: Schema | None = None
+) -> Grounding:
+    """Re-check every stored record against the document text: its evidence is located and
+    (given the schema) its free-text key values occur in its evidence or the document, the
+    extraction-time rule with the document standing in for the chunk."""
+    types = {rt.name: rt for rt in schema.record_types} if schema is not None else {}
     grounded = total = disagree = 0
     for doc_id, per_type in rows.items():
         text = texts.get(doc_id, "")
-        for recs in per_type.values():
+        for name, recs in per_type.items():
+            rt = types.get(name)
             for rec in recs:
-                found = bool(text) and align(rec.get("evidence") or "", text).grounded
+                evidence = rec.get("evidence") or ""
+                found = bool(text) and align(evidence, text).grounded
+                found = found and (rt is None or missing_key_value(rt, rec, evidence, text) is None)
                 total += 1
                 grounded += found
                 disagree += found != bool(rec.get("grounded"))
@@ -251,7 +260,7 @@ def _score_run(
     texts = _doc_texts(store, run_id, docs_dir, set(all_rows), warnings)
     predictions = {d: merge_document(schema, scored_rows[d], texts.get(d)) for d in gold.docs if d in scored_rows}
     card = score(schema, predictions, gold.docs, mode)
-    ground = grounding(all_rows, texts)
+    ground = grounding(all_rows, texts, schema)
     return EvalReport(
         **card.model_dump(),
         eval_id=f"{run_id}:{gold.hash}:{mode}:{'all' if include_ungrounded else 'grounded'}",

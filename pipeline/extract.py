@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import typing
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pydantic import BaseModel
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
 from pipeline.core.types import Chunk, Document
-from pipeline.ground import align, contains_value
+from pipeline.ground import align, missing_key_value
 from pipeline.prompting import Message, PromptTemplate, load_prompt, messages_hash
 from pipeline.providers.base import Provider
 from pipeline.retry import RetryPolicy
@@ -124,17 +123,6 @@ def records_of(schema: Schema, result: BaseModel) -> dict[str, list[dict[str, An
     return out
 
 
-def is_free_text(info: Any) -> bool:
-    """A plain string field (not an enum, not a pattern-checked code such as a date)."""
-    ann = info.annotation
-    args = typing.get_args(ann) or (ann,)
-    if any(typing.get_origin(a) is typing.Literal for a in args):
-        return False
-    if any(getattr(m, "pattern", None) for m in info.metadata):
-        return False
-    return str in args or any(typing.get_origin(a) is list for a in args)
-
-
 def ground_records(
     records: dict[str, list[dict[str, Any]]], chunk: Chunk, doc: Document, schema: Schema | None = None
 ) -> list[str]:
@@ -155,14 +143,7 @@ def ground_records(
                 a = align(evidence, doc.text)
             reason = None if a.grounded else f"its evidence {evidence[:120]!r} is not a verbatim quote of the text"
             if reason is None and rt is not None:
-                for k in rt.key_fields:
-                    value = row.get(k)
-                    info = rt.model.model_fields.get(k)
-                    if info is None or not is_free_text(info) or not isinstance(value, str) or not value.strip():
-                        continue
-                    if not (contains_value(value, evidence) or contains_value(value, chunk.text)):
-                        reason = f"its {k} {value[:80]!r} does not occur in the text"
-                        break
+                reason = missing_key_value(rt, row, evidence, chunk.text)
             row.update(
                 evidence_start=a.start, evidence_end=a.end, alignment=a.method, grounded=a.grounded and reason is None
             )

@@ -9,8 +9,10 @@ document's coordinates.
 from __future__ import annotations
 
 import re
+import typing
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from rapidfuzz import fuzz
 
@@ -85,6 +87,30 @@ def contains_value(value: str, text: str) -> bool:
     """Does ``value`` occur in ``text`` after folding (case, whitespace, dashes, quotes)?"""
     fv = folded_with_map(value.strip())[0].strip(" ")
     return bool(fv) and fv in folded_with_map(text)[0]
+
+
+def is_free_text(info: Any) -> bool:
+    """A plain string field (not an enum, not a pattern-checked code such as a date)."""
+    ann = info.annotation
+    args = typing.get_args(ann) or (ann,)
+    if any(typing.get_origin(a) is typing.Literal for a in args):
+        return False
+    if any(getattr(m, "pattern", None) for m in info.metadata):
+        return False
+    return str in args or any(typing.get_origin(a) is list for a in args)
+
+
+def missing_key_value(rt: Any, row: dict[str, Any], *texts: str) -> str | None:
+    """Why ``row`` is not grounded by its values: the first free-text key field of record
+    type ``rt`` whose value occurs in none of ``texts`` (its evidence, its chunk), or None."""
+    for k in rt.key_fields:
+        value = row.get(k)
+        info = rt.model.model_fields.get(k)
+        if info is None or not is_free_text(info) or not isinstance(value, str) or not value.strip():
+            continue
+        if not any(contains_value(value, t) for t in texts):
+            return f"its {k} {value[:80]!r} does not occur in the text"
+    return None
 
 
 def strip_trailing_marker(value: str) -> str:

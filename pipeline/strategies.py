@@ -36,8 +36,8 @@ from pipeline.chunk import sentences
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import RecordType
 from pipeline.core.types import Chunk, Document, Span
-from pipeline.extract import AttemptLog, ChunkOutcome, Context, Strategy, ground_records, is_free_text
-from pipeline.ground import contains_value
+from pipeline.extract import AttemptLog, ChunkOutcome, Context, Strategy, ground_records
+from pipeline.ground import contains_value, is_free_text
 from pipeline.prompting import PROMPTS_DIR, load_prompt
 
 MAX_ITEMS = 6

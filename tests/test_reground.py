@@ -78,6 +78,15 @@ def test_key_value_absent_from_the_text_is_ungrounded_even_with_a_real_quote(tmp
     run(tmp_path, db, fake)
     assert "its name 'Novartis' does not occur in the text" in fake.requests[1]["messages"][-1]["content"]
     assert orgs(db) == [("Novartis", False, "exact")]  # the quote was found; the name was not
+    # the evaluator's re-check applies the same rule: it agrees with the stored flag
+    from pipeline.core.schema import load_schema
+    from pipeline.evaluate import grounding
+
+    with Store(db) as store:
+        rows = store.run_records(store.resolve_run("latest"), load_schema("biomedical"), include_ungrounded=True)
+    check = grounding(rows, {"kyv": DOC}, load_schema("biomedical"))
+    assert (check.grounded, check.total, check.flag_disagrees) == (1, 2, 0)
+    assert grounding(rows, {"kyv": DOC}).flag_disagrees == 1  # evidence alone would call Novartis grounded
 
 
 def test_no_reground_makes_one_call(tmp_path: Path, db: Path) -> None:
