@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from pipeline.core.errors import PipelineError, StoreError
 from pipeline.core.normalize import normalize
 from pipeline.core.schema import RecordType, Schema, load_schema
-from pipeline.ground import align, missing_key_value
+from pipeline.ground import align, unsupported
 from pipeline.ingest import iter_paths, read_document
 from pipeline.merge import merge_document
 from pipeline.score import MODES, Comparison, GoldRecord, Mode, Scorecard, compare, score
@@ -206,8 +206,8 @@ def grounding(
     rows: Mapping[str, Mapping[str, list[dict[str, Any]]]], texts: Mapping[str, str], schema: Schema | None = None
 ) -> Grounding:
     """Re-check every stored record against the document text: its evidence is located and
-    (given the schema) its free-text key values occur in its evidence or the document, the
-    extraction-time rule with the document standing in for the chunk."""
+    quotes words, and (given the schema) its free-text key values occur in its evidence or
+    the document: the extraction-time rule with the document standing in for the chunk."""
     types = {rt.name: rt for rt in schema.record_types} if schema is not None else {}
     grounded = total = disagree = 0
     for doc_id, per_type in rows.items():
@@ -217,7 +217,7 @@ def grounding(
             for rec in recs:
                 evidence = rec.get("evidence") or ""
                 found = bool(text) and align(evidence, text).grounded
-                found = found and (rt is None or missing_key_value(rt, rec, evidence, text) is None)
+                found = found and unsupported(rt, rec, evidence, text) is None
                 total += 1
                 grounded += found
                 disagree += found != bool(rec.get("grounded"))

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
 from pipeline.core.types import Chunk, Document
-from pipeline.ground import align, missing_key_value
+from pipeline.ground import align, unsupported
 from pipeline.prompting import Message, PromptTemplate, load_prompt, messages_hash
 from pipeline.providers.base import Provider
 from pipeline.retry import RetryPolicy
@@ -128,9 +128,10 @@ def ground_records(
 ) -> list[str]:
     """Add evidence offsets (document coordinates), alignment method and grounded flag.
 
-    A record is grounded when its evidence is located in the document and (given the
-    schema) every free-text key value occurs in its evidence or its chunk. Returns one line
-    per ungrounded record saying why, for a re-ask.
+    A record is grounded when its evidence is located in the document and quotes words, and
+    (given the schema) every free-text key value is a phrase that occurs in its evidence or
+    its chunk (``ground.unsupported``). Returns one line per ungrounded record saying why,
+    for a re-ask.
     """
     types = {rt.name: rt for rt in schema.record_types} if schema is not None else {}
     problems: list[str] = []
@@ -142,8 +143,8 @@ def ground_records(
             if not a.grounded:  # evidence quoted from elsewhere in the document still counts
                 a = align(evidence, doc.text)
             reason = None if a.grounded else f"its evidence {evidence[:120]!r} is not a verbatim quote of the text"
-            if reason is None and rt is not None:
-                reason = missing_key_value(rt, row, evidence, chunk.text)
+            if reason is None:
+                reason = unsupported(rt, row, evidence, chunk.text)
             row.update(
                 evidence_start=a.start, evidence_end=a.end, alignment=a.method, grounded=a.grounded and reason is None
             )

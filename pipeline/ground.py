@@ -100,15 +100,25 @@ def is_free_text(info: Any) -> bool:
     return str in args or any(typing.get_origin(a) is list for a in args)
 
 
-def missing_key_value(rt: Any, row: dict[str, Any], *texts: str) -> str | None:
-    """Why ``row`` is not grounded by its values: the first free-text key field of record
-    type ``rt`` whose value occurs in none of ``texts`` (its evidence, its chunk), or None."""
-    for k in rt.key_fields:
+WORD = re.compile(r"[^\W\d_]{2,}")
+LETTER = re.compile(r"[^\W\d_]")
+
+
+def unsupported(rt: Any, row: dict[str, Any], evidence: str, *texts: str) -> str | None:
+    """Why ``row`` is not grounded by what it says, or None. Its evidence must quote words
+    (a bare "2" locates anywhere and supports nothing), and every free-text key field of
+    record type ``rt`` must hold a phrase (some letter) that occurs in the evidence or in
+    one of ``texts`` (its chunk, or the document)."""
+    if not WORD.search(evidence):
+        return f"its evidence {evidence[:40]!r} quotes no words"
+    for k in rt.key_fields if rt is not None else ():
         value = row.get(k)
         info = rt.model.model_fields.get(k)
         if info is None or not is_free_text(info) or not isinstance(value, str) or not value.strip():
             continue
-        if not any(contains_value(value, t) for t in texts):
+        if not LETTER.search(value):
+            return f"its {k} {value[:40]!r} has no letters"
+        if not any(contains_value(value, t) for t in (evidence, *texts)):
             return f"its {k} {value[:80]!r} does not occur in the text"
     return None
 

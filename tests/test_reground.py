@@ -123,3 +123,18 @@ def test_cached_response_reproduces_the_reasked_records(tmp_path: Path, db: Path
     rows = con.execute("SELECT name, grounded FROM rec_organizations WHERE doc_id = 'copy'").fetchall()
     con.close()
     assert rows == [("Kyverna Therapeutics", True)]
+
+
+def test_digit_evidence_and_letterless_names_are_not_support(tmp_path: Path, db: Path) -> None:
+    """A zero-shot small model answers names "1", "2" quoting "1": both occur in the text and
+    support nothing."""
+    digits = {"name": "1", "kind": "company", "evidence": "1"}
+    letterless = {"name": "101", "kind": "company", "evidence": "Kyverna Therapeutics develops KYV-101"}
+    answer = {"organizations": [digits, letterless]}
+    fake = FakeProvider([answer, answer])
+    run(tmp_path, db, fake)
+    reask = fake.requests[1]["messages"][-1]["content"]
+    assert "organizations[0]: its evidence '1' quotes no words" in reask
+    assert "organizations[1]: its name '101' has no letters" in reask
+    assert orgs(db) == [("1", False, "exact"), ("101", False, "exact")]
+    assert scored(db, include_ungrounded=False) == []
