@@ -259,6 +259,19 @@ def _maximal(found: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     ]
 
 
+def names_a_product(doc: Document) -> bool:
+    """Does the document tie a therapy class phrase to a named product? True when one
+    sentence of the main content holds both ("Descartes-08, an mRNA CAR T cell therapy"):
+    the class phrase then describes that product and is not a therapy of its own (spec:
+    a class phrase is the name only "when no product is named")."""
+    for kept in doc.kept:
+        for span in sentences(doc.text, kept):
+            found = candidates("therapy", doc.text[span.start : span.end])
+            if any(is_generic_therapy(c) for c in found) and any(not is_generic_therapy(c) for c in found):
+                return True
+    return False
+
+
 class CandidateStrategy(Strategy):
     """``select``: per unit and record type, the model fills the record with every
     candidate-declaring field constrained to an enum of spans found in the text.
@@ -287,6 +300,7 @@ class CandidateStrategy(Strategy):
         records: dict[str, list[dict[str, Any]]] = {rt.name: [] for rt in ctx.schema.record_types}
         raw: dict[str, Any] = {}
         errors: list[str] = []
+        named = names_a_product(doc)
         for rt in ctx.schema.record_types:
             specs = field_specs(rt)
             if not specs or not all(any(s.name == k for s in specs) for k in rt.key_fields):
@@ -305,7 +319,7 @@ class CandidateStrategy(Strategy):
                 if any(not cands[k] for k in rt.key_fields):
                     continue
                 if client is None:
-                    items = self._rules(rt, specs, cands, offset)
+                    items = self._rules(rt, specs, cands, offset, named)
                 else:
                     if not path.is_file():
                         continue
@@ -362,7 +376,11 @@ class CandidateStrategy(Strategy):
 
     @staticmethod
     def _rules(
-        rt: RecordType, specs: tuple[FieldSpec, ...], cands: dict[str, list[tuple[str, int, int]]], offset: int
+        rt: RecordType,
+        specs: tuple[FieldSpec, ...],
+        cands: dict[str, list[tuple[str, int, int]]],
+        offset: int,
+        named: bool = False,
     ) -> list[dict[str, Any]]:
         keys = [s for s in specs if s.is_key]
         primary = next((s for s in keys if s.primary), keys[0])
@@ -373,7 +391,8 @@ class CandidateStrategy(Strategy):
         end_of_unit = max((c[2] for c in cands[primary.name]), default=0)
         items = []
         primaries = _maximal(cands[primary.name])
-        if primary.kind == "therapy" and any(not is_generic_therapy(c[0]) for c in primaries):
+        if primary.kind == "therapy" and (named or any(not is_generic_therapy(c[0]) for c in primaries)):
+            # spec: a class phrase is a therapy only when the document names no product
             primaries = [c for c in primaries if not is_generic_therapy(c[0])]
         for value, start, end in primaries:
             anchor = at(primary, start)

@@ -90,3 +90,35 @@ def test_verb_with_its_object_is_an_action_and_bullets_are_not_titles() -> None:
     assert candidates("title", "• View and print all your favorites\nA Trial of KYV-101 in Myasthenia Gravis") == [
         "A Trial of KYV-101 in Myasthenia Gravis"
     ]
+
+
+def test_class_phrase_is_no_therapy_once_a_sentence_ties_it_to_a_product(tmp_path: Path) -> None:
+    from pipeline.ingest import read_document
+    from pipeline.strategies import names_a_product
+
+    def doc(text: str) -> bool:
+        path = tmp_path / "d.txt"
+        path.write_text(text, encoding="utf-8")
+        return names_a_product(read_document(path))
+
+    assert doc("The patient received ARI-0001 CAR-T cells in March. She recovered well.\n")
+    # a product of another class elsewhere does not make the CAR-T therapy a mere description
+    assert not doc("Rituximab had failed before. The child then received CD19 CAR-T cells.\n")
+
+    def therapies(text: str) -> list[str]:
+        path = tmp_path / "docs" / "t.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        db = tmp_path / f"t{len(text)}.duckdb"
+        cfg = ExtractConfig(strategy="rules")
+        run_extract([path], db=db, config=cfg, provider=FakeProvider(), progress=False)
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            return [r[0] for r in con.execute("SELECT name FROM rec_therapies WHERE grounded ORDER BY name").fetchall()]
+        finally:
+            con.close()
+
+    tied = "The patient received ARI-0001 CAR-T cells in March. Later, CAR-T cells were given again to a second child.\n"
+    assert "CAR-T cells" not in therapies(tied) and "ARI-0001" in therapies(tied)
+    alone = "Rituximab had failed before. Later, CD19 CAR-T cells were given to the child with lupus nephritis.\n"
+    assert any("CAR-T" in t for t in therapies(alone))
