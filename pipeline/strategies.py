@@ -25,7 +25,7 @@ import re
 import typing
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -259,17 +259,22 @@ def _maximal(found: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     ]
 
 
+@lru_cache(maxsize=64)  # per document, not per chunk: sentence splitting is slow
+def _names_a_product(text: str, kept: tuple[Span, ...]) -> bool:
+    for span_kept in kept:
+        for span in sentences(text, span_kept):
+            found = candidates("therapy", text[span.start : span.end])
+            if any(is_generic_therapy(c) for c in found) and any(not is_generic_therapy(c) for c in found):
+                return True
+    return False
+
+
 def names_a_product(doc: Document) -> bool:
     """Does the document tie a therapy class phrase to a named product? True when one
     sentence of the main content holds both ("Descartes-08, an mRNA CAR T cell therapy"):
     the class phrase then describes that product and is not a therapy of its own (spec:
     a class phrase is the name only "when no product is named")."""
-    for kept in doc.kept:
-        for span in sentences(doc.text, kept):
-            found = candidates("therapy", doc.text[span.start : span.end])
-            if any(is_generic_therapy(c) for c in found) and any(not is_generic_therapy(c) for c in found):
-                return True
-    return False
+    return _names_a_product(doc.text, tuple(doc.kept))
 
 
 class CandidateStrategy(Strategy):
