@@ -253,7 +253,7 @@ def findings(text: str) -> list[str]:
     ):
         out.append(marker.sub("", m.group(1)))
     for m in re.finditer(
-        r"\b(?:achieved|showed|had|reached|experienced|developed|led to)\s+([^.;]{3,160}?)(?=\s+(?:over|after|at|during|by|for|in)\b|[.;,]|$)",
+        r"(?<!-)\b(?:achieved|showed|had|reached|experienced|developed|led to)\s+([^.;]{3,160}?)(?=\s+(?:over|after|at|during|by|for|in)\b|[.;,]|$)",
         text,
     ):
         if not re.match(r"(?:received|been|announced|agreed|the company|an? |using |with |by )", m.group(1)):

@@ -122,3 +122,8 @@ def test_class_phrase_is_no_therapy_once_a_sentence_ties_it_to_a_product(tmp_pat
     assert "CAR-T cells" not in therapies(tied) and "ARI-0001" in therapies(tied)
     alone = "Rituximab had failed before. Later, CD19 CAR-T cells were given to the child with lupus nephritis.\n"
     assert any("CAR-T" in t for t in therapies(alone))
+
+
+def test_a_verb_inside_a_hyphenated_word_starts_no_finding() -> None:
+    assert candidates("finding", "We tested CT103A, a self-developed BCMA-targeting CAR construct.") == []
+    assert candidates("finding", "Seven patients developed infections, but none were severe.") == ["infections"]
