@@ -118,7 +118,9 @@ def test_class_phrase_is_no_therapy_once_a_sentence_ties_it_to_a_product(tmp_pat
         finally:
             con.close()
 
-    tied = "The patient received ARI-0001 CAR-T cells in March. Later, CAR-T cells were given again to a second child.\n"
+    tied = (
+        "The patient received ARI-0001 CAR-T cells in March. Later, CAR-T cells were given again to a second child.\n"
+    )
     assert "CAR-T cells" not in therapies(tied) and "ARI-0001" in therapies(tied)
     alone = "Rituximab had failed before. Later, CD19 CAR-T cells were given to the child with lupus nephritis.\n"
     assert any("CAR-T" in t for t in therapies(alone))
