@@ -369,7 +369,12 @@ class CandidateStrategy(Strategy):
             else:
                 fields[name] = (Literal[options] | None, None)
         item = create_model(f"{rt.model.__name__}Choice", __config__=ConfigDict(extra="forbid"), **fields)
-        limit = MAX_ITEMS if rt.many else 1
+        # no more records than distinct primary-key candidates: a small model otherwise repeats
+        # one item until max_tokens cuts the JSON and the whole unit is lost
+        keys = [s for s in specs if s.is_key]
+        primary = next((s for s in keys if s.primary), keys[0])
+        distinct = len({c for c, _, _ in cands.get(primary.name, [])})
+        limit = max(1, min(MAX_ITEMS, distinct)) if rt.many else 1
         model = create_model(
             f"{rt.model.__name__}Choices",
             __config__=ConfigDict(extra="forbid"),

@@ -129,3 +129,27 @@ def test_class_phrase_is_no_therapy_once_a_sentence_ties_it_to_a_product(tmp_pat
 def test_a_verb_inside_a_hyphenated_word_starts_no_finding() -> None:
     assert candidates("finding", "We tested CT103A, a self-developed BCMA-targeting CAR construct.") == []
     assert candidates("finding", "Seven patients developed infections, but none were severe.") == ["infections"]
+
+
+def test_select_asks_for_no_more_items_than_distinct_key_candidates() -> None:
+    """The 270M model repeated one person until max_tokens cut the JSON, losing the unit."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from pipeline.core.schema import load_schema
+    from pipeline.strategies import CandidateStrategy, field_specs
+
+    rt = load_schema("biomedical").record_type("people")
+    specs = field_specs(rt)
+    seen: dict[str, Any] = {}
+
+    class Client:
+        def create(self, response_model: Any, **_: Any) -> Any:
+            seen["schema"] = response_model.model_json_schema()
+            return response_model(items=[])
+
+    ctx = SimpleNamespace(provider=SimpleNamespace(decoding={"max_tokens": 1024}), max_retries=0)
+    for names, limit in ([["Peter Maag", "Peter Maag"], 1], [["A Bee", "C Dee", "E Eff"], 3]):
+        cands = {s.name: [] for s in specs} | {"name": [(n, i * 20, i * 20 + len(n)) for i, n in enumerate(names)]}
+        CandidateStrategy()._select(Client(), rt, specs, cands, [], ctx)  # type: ignore[arg-type]
+        assert seen["schema"]["properties"]["items"]["maxItems"] == limit
