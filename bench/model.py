@@ -82,11 +82,10 @@ def _replay(
     secs, tin, tout, texts = 0.0, 0, 0, []
     for c in calls:
         kw = dict(c["kwargs"])
-        fmt = kw.get("response_format") or {}
-        if engine != "gbnf":
+        if engine == "llguidance":
+            kw = provider.constrained(kw)  # what the pipeline itself sends (provider.constraint is llguidance)
+        elif engine == "free":
             kw.pop("response_format", None)
-        if engine == "llguidance" and isinstance(fmt.get("schema"), dict):
-            kw["logits_processor"] = provider.schema_constraint(fmt["schema"])
         if max_tokens is not None:
             kw["max_tokens"] = max_tokens
         t0 = time.perf_counter()

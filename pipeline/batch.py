@@ -352,7 +352,6 @@ class _Batch:
                     leaders.discard(key)
                     for follower in waiting.pop(key, []):
                         schedule(follower)
-                fill()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -395,6 +394,7 @@ class _Batch:
 
     def write(self, chunk: Chunk, outcome: ChunkOutcome) -> None:
         ok = outcome.status == "ok"
+        cache_key = self.cache_key(chunk) if ok else None
         self.store.write_chunk_result(
             run_id=self.run_id,
             chunk=chunk,
@@ -406,10 +406,10 @@ class _Batch:
             calls=outcome.calls,
             records=outcome.records,
             response=outcome.response,
-            cache_key=self.cache_key(chunk) if ok else None,
+            cache_key=cache_key,
         )
-        if ok:
-            self.cached.add(self.cache_key(chunk))
+        if cache_key is not None:
+            self.cached.add(cache_key)
         s = self.summary
         s.calls += len(outcome.calls)
         s.calls_failed += sum(1 for c in outcome.calls if c["status"] != "ok")

@@ -305,7 +305,6 @@ class CandidateStrategy(Strategy):
         records: dict[str, list[dict[str, Any]]] = {rt.name: [] for rt in ctx.schema.record_types}
         raw: dict[str, Any] = {}
         errors: list[str] = []
-        named = names_a_product(doc)
         for rt in ctx.schema.record_types:
             specs = field_specs(rt)
             if not specs or not all(any(s.name == k for s in specs) for k in rt.key_fields):
@@ -324,7 +323,7 @@ class CandidateStrategy(Strategy):
                 if any(not cands[k] for k in rt.key_fields):
                     continue
                 if client is None:
-                    items = self._rules(rt, specs, cands, offset, named)
+                    items = self._rules(rt, specs, cands, offset, names_a_product(doc))
                 else:
                     if not path.is_file():
                         continue

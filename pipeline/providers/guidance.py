@@ -75,14 +75,12 @@ class SchemaConstraint:
                 f"the JSON schema cannot be compiled for constrained decoding: {self.matcher.get_error()}",
                 "simplify the schema, or pass --constraint gbnf",
             )
-        self.n_vocab = n_vocab
-        self.start: int | None = None
-        self.fed = 0
+        self.fed: int | None = None  # tokens consumed so far; None until the first call
         self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
 
     def __call__(self, input_ids: NDArray[np.intc], scores: NDArray[np.single]) -> NDArray[np.single]:
-        if self.start is None:
-            self.start = self.fed = len(input_ids)
+        if self.fed is None:
+            self.fed = len(input_ids)
         for tok in input_ids[self.fed :]:
             if not self.matcher.consume_token(int(tok)):
                 raise ProviderError(

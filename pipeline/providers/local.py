@@ -105,13 +105,18 @@ class LocalProvider(Provider):
         kwargs.pop("model", None)
         if self.chat_format == "gemma" and "messages" in kwargs:
             kwargs["messages"] = fold_system_messages(kwargs["messages"])
+        result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**self.constrained(kwargs))
+        return result
+
+    def constrained(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Chat-completion kwargs with the JSON schema in the configured engine's form:
+        llama.cpp's ``response_format`` (gbnf), or an llguidance logits processor."""
         kwargs = as_json_object_format(kwargs)
         fmt = kwargs.get("response_format")
         if self.constraint == "llguidance" and isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
-            kwargs.pop("response_format")
+            kwargs = {k: v for k, v in kwargs.items() if k != "response_format"}
             kwargs["logits_processor"] = self.schema_constraint(fmt["schema"])
-        result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**kwargs)
-        return result
+        return kwargs
 
     def schema_constraint(self, schema: dict[str, Any]) -> Any:
         """A fresh llguidance logits processor for one generation under ``schema``."""

@@ -280,13 +280,6 @@ class Store:
         ).fetchall()
         return {str(r[0]) for r in rows}
 
-    def completed_extraction(self, extraction_key: str) -> tuple[str, int] | None:
-        row = self.con.execute(
-            "SELECT status, n_records FROM extractions WHERE extraction_key = ? AND status = 'ok'",
-            [extraction_key],
-        ).fetchone()
-        return (str(row[0]), int(row[1])) if row else None
-
     def write_chunk_result(
         self,
         *,
