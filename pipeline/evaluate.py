@@ -132,6 +132,8 @@ def _parse_record(rt: RecordType, rec: Any, i: int, fail: Callable[[str, str], G
             raise fail(f"{where} has unknown field {name!r}", f"use the fields of {rt.name!r}: {allowed}")
     for key in rt.key_fields:
         value = rec.get(key)
+        if value is None and not fields[key].required:
+            continue  # a nullable key (a trial with no stated phase) matches only a null prediction
         alts = value if isinstance(value, list) else [value]
         if not alts or not all(normalize(a) for a in alts):
             raise fail(f"{where} is missing key field {key!r}", f"give {key!r} a value (or a list of alternatives)")

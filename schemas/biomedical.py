@@ -148,11 +148,12 @@ class RegulatoryEvent(Record):
 
 class Trial(Record):
     therapy: str = _name("therapy studied", key=True, candidates="therapy", scope="chunk")
-    phase: str = Field(
+    phase: str | None = Field(
+        default=None,
         min_length=1,
         max_length=5,
         pattern=r"^[0-9][a-z]?(/[0-9][a-z]?)?$",
-        description="phase in digits: 1, 2, 3, 1/2, 2b",
+        description="phase in digits: 1, 2, 3, 1/2, 2b; null when the text states none",
         json_schema_extra={"key": True, "candidates": "phase", "primary": True},
     )
     name: str | None = _opt("trial name, e.g. AURORA", 80, candidates="trial_name")

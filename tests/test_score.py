@@ -247,6 +247,15 @@ def test_every_key_field_must_match() -> None:
     assert one_type("regulatory_events", [{**gold[0], "action": "fast-track designation"}], gold).tp == 1
 
 
+def test_a_null_key_matches_only_null() -> None:
+    # spec: a trial with no stated phase is a record with phase null; null matches only null
+    gold = [{"therapy": "SC291", "phase": None, "name": "GLEAM"}]
+    assert one_type("trials", [{"therapy": "SC291", "phase": None}], gold).tp == 1
+    assert one_type("trials", [{"therapy": "SC291"}], gold).tp == 1
+    assert one_type("trials", [{"therapy": "SC291", "phase": "1"}], gold).tp == 0
+    assert one_type("trials", [{"therapy": "SC291", "phase": None}], [{"therapy": "SC291", "phase": "1"}]).tp == 0
+
+
 def test_one_spurious_record_lowers_precision_exactly() -> None:
     preds = {**PERFECT_D1, "conditions": [*PERFECT_D1["conditions"], {"record_id": "c9", "name": "lupus nephritis"}]}
     card = score(SCHEMA, {"d1": preds}, {"d1": gold_doc(GOLD_D1)}, "lenient")
