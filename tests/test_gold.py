@@ -1,7 +1,7 @@
 """The gold sets are traceable: every gold string value occurs in its document.
 
-Two sets follow the same format: the seed set (``evals/docs`` + ``evals/gold``) and the
-development set (``evals/dev/docs`` + ``evals/dev/gold``).
+Three sets follow the same format: the seed set (``evals/docs`` + ``evals/gold``), the
+development set (``evals/dev/...``) and development set 2 (``evals/dev2/docs`` + ``evals/dev2/gold``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pipeline.evaluate import load_gold
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each gold set: a folder holding docs/ and gold/. Seed ids stay the bare doc_id; others are prefixed.
-SETS = {"": ROOT / "evals", "dev": ROOT / "evals" / "dev"}
+SETS = {"": ROOT / "evals", "dev": ROOT / "evals" / "dev", "dev2": ROOT / "evals" / "dev2"}
 GOLD = [(prefix, path) for prefix, base in SETS.items() for path in sorted((base / "gold").glob("*.json"))]
 # Fields whose values the spec normalizes (ISO dates, enums, digits), so they need not occur verbatim.
 NORMALIZED_FIELDS = {"published", "date", "article_type", "kind", "phase", "status", "year"}
