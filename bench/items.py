@@ -34,7 +34,7 @@ def skipped(item: str, target: str, reason: str) -> dict[str, Any]:
 
 def storage(n: int) -> dict[str, Any]:
     from pipeline.core.schema import load_schema
-    from pipeline.store.db import Store
+    from pipeline.store import Store
 
     schema = load_schema("biomedical")
     rt = next(r for r in schema.record_types if r.name == "conditions")

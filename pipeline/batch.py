@@ -7,7 +7,12 @@ and makes no LLM calls, and a run that died is finished by the next one.
 
 A response cache (``llm_cache``) is keyed by the chunk's text rather than its place: the
 same text under the same prompt template, schema, model and decoding -- in another
-document or another run -- reuses the stored response (``--refresh`` bypasses both).
+document or another run -- reuses the stored response, from which the strategy rebuilds
+the records (``Strategy.rebuild``); ``--refresh`` bypasses both.
+
+Stages, in order: read and clean the documents (``ingest``), chunk them (``chunk``), extract
+and ground each chunk (``strategies``), store each chunk's result (``store``), then merge the
+run's records into one entity per thing (``merge``).
 
 Remote providers may run ``--concurrency`` requests at once in worker threads; the main
 thread alone writes to DuckDB, one transaction per chunk.
@@ -34,19 +39,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.chunk import chunk_document
 from pipeline.core.errors import PipelineError
-from pipeline.core.schema import Schema, load_schema
+from pipeline.core.schema import DEFAULT_SCHEMA, Schema, load_schema
 from pipeline.core.types import Chunk, Document
-from pipeline.extract import ChunkOutcome, Context, Strategy, get_strategy, ground_records, records_of
 from pipeline.ingest import read_documents
 from pipeline.merge import merge_document, record_key
 from pipeline.providers import Provider, get_provider
 from pipeline.retry import RetryPolicy
-from pipeline.store.db import Store
+from pipeline.store import Store
+from pipeline.strategies import ChunkOutcome, Context, Strategy, default_strategy, get_strategy
 
 
 @dataclass
 class ExtractConfig:
-    schema: str = "biomedical"
+    schema: str = DEFAULT_SCHEMA
     model: str = "local"
     strategy: str | None = None
     prompt: str | None = None
@@ -138,19 +143,6 @@ def config_fingerprint(
     return fingerprint
 
 
-def default_strategy(chosen: str | None, provider: Provider, schema: Any) -> str:
-    """The user's choice, else the provider's default -- unless that default selects among
-    candidates and the schema declares none (a user schema), where ``direct`` is the path."""
-    if chosen:
-        return chosen
-    from pipeline.strategies import field_specs
-
-    name = provider.default_strategy
-    if name in {"rules", "select"} and not any(field_specs(rt) for rt in schema.record_types):
-        return "direct"
-    return name
-
-
 def digest(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
 
@@ -168,8 +160,8 @@ def run_extract(
     documents, schema, prompt, provider and chunking are all checked before the database opens."""
     t0 = time.perf_counter()
     console = console or Console(stderr=True)
-    docs = read_documents(paths)
     schema = load_schema(config.schema)
+    docs = read_documents(paths, schema.domain.cleaning)
     if config.concurrency < 1:
         raise PipelineError(f"--concurrency {config.concurrency} is not a positive number", "pass 1 or more")
     retry = config.retry_policy()
@@ -179,6 +171,8 @@ def run_extract(
     strategy = get_strategy(default_strategy(config.strategy, provider, schema))
     ctx = Context(provider=provider, schema=schema, retry=retry, reground=config.reground)
     prompt_hash = ctx.prompt_hash = strategy.prepare(ctx, config.prompt)
+    if not strategy.uses_model and config.prompt:
+        raise PipelineError(f"--prompt is not used by the {strategy.name!r} strategy", "leave --prompt out")
     fingerprint = config_fingerprint(config, provider, schema.hash, prompt_hash, strategy.name)
     config_hash = digest(fingerprint)
     chunks_by_doc: dict[str, list[Chunk]] = {
@@ -198,6 +192,7 @@ def run_extract(
                 "model": provider.model_id,
                 "strategy": strategy.name,
                 "schema_name": schema.name,
+                "schema_spec": schema.spec,
                 "schema_hash": schema.hash,
                 "prompt_hash": prompt_hash,
                 "config": {
@@ -213,7 +208,7 @@ def run_extract(
             docs,
         )
         summary = RunSummary(run_id=run_id, status="running", documents=len(docs), chunks=len(all_chunks))
-        summary.warnings = [w for d in docs for w in d.warnings]
+        summary.warnings = [*schema.warnings, *(w for d in docs for w in d.warnings)]
         if config.concurrency > 1 and not provider.remote:
             summary.warnings.append(f"--concurrency {config.concurrency} ignored: {provider.model_id} runs in-process")
         batch = _Batch(
@@ -248,8 +243,9 @@ def run_extract(
         finally:
             summary.status = status
             summary.seconds = round(time.perf_counter() - t0, 2)
-            summary.records = _count_records(store, run_id, schema)
-            store.write_entities(run_id, merged_entities(store, run_id, schema, docs))
+            records = store.run_records(run_id, schema, include_ungrounded=True)
+            summary.records = count_records(records, schema)
+            store.write_entities(run_id, merged_entities(records, run_id, schema, docs))
             store.finish_run(
                 run_id,
                 status,
@@ -297,20 +293,21 @@ class _Batch:
 
     def cache_key(self, chunk: Chunk) -> str:
         """Same chunk text, prompt template, schema, model and decoding -> same response."""
+        return digest({"text": chunk.content_hash, **self.cache_basis}, 32)
+
+    @property
+    def cache_basis(self) -> dict[str, Any]:
+        """What a cached response depends on besides the chunk's text."""
         p = self.ctx.provider
-        return digest(
-            {
-                "text": chunk.content_hash,
-                "prompt": self.ctx.prompt_hash,
-                "schema": self.ctx.schema_hash,
-                "strategy": self.strategy.name,
-                "model": p.model_id,
-                "decoding": p.decoding,
-                "settings": p.settings,
-                "reground": self.ctx.reground,
-            },
-            32,
-        )
+        return {
+            "prompt": self.ctx.prompt_hash,
+            "schema": self.ctx.schema_hash,
+            "strategy": self.strategy.name,
+            "model": p.model_id,
+            "decoding": p.decoding,
+            "settings": p.settings,
+            "reground": self.ctx.reground,
+        }
 
     def run(self, chunks: Sequence[Chunk], concurrency: int) -> None:
         self.prefetch(chunks)
@@ -370,11 +367,9 @@ class _Batch:
         if response is None:
             return False
         try:
-            result = self.ctx.schema.model.model_validate(response)
-        except ValidationError:  # cannot happen for the same schema hash; call the model then
+            records = self.strategy.rebuild(response, chunk, self.docs[chunk.doc_id], self.ctx)
+        except (ValidationError, KeyError, TypeError, ValueError):  # not this strategy's shape: call the model
             return False
-        records = records_of(self.ctx.schema, result)
-        ground_records(records, chunk, self.docs[chunk.doc_id], self.ctx.schema)
         self.store.write_chunk_result(
             run_id=self.run_id,
             chunk=chunk,
@@ -395,6 +390,7 @@ class _Batch:
     def write(self, chunk: Chunk, outcome: ChunkOutcome) -> None:
         ok = outcome.status == "ok"
         cache_key = self.cache_key(chunk) if ok else None
+        cache = {"cache_key": cache_key, **self.cache_basis} if cache_key else None
         self.store.write_chunk_result(
             run_id=self.run_id,
             chunk=chunk,
@@ -406,7 +402,7 @@ class _Batch:
             calls=outcome.calls,
             records=outcome.records,
             response=outcome.response,
-            cache_key=cache_key,
+            cache=cache,
         )
         if cache_key is not None:
             self.cached.add(cache_key)
@@ -423,12 +419,15 @@ class _Batch:
         self.advance(chunk)
 
 
-def merged_entities(store: Store, run_id: str, schema: Schema, docs: Sequence[Document]) -> list[dict[str, Any]]:
+def merged_entities(
+    records: dict[str, dict[str, list[dict[str, Any]]]], run_id: str, schema: Schema, docs: Sequence[Document]
+) -> list[dict[str, Any]]:
     """The run's grounded records merged per document: one entity per real-world thing."""
     texts = {d.doc_id: d.text for d in docs}
     out: list[dict[str, Any]] = []
-    for doc_id, per_type in store.run_records(run_id, schema).items():
-        for rt_name, rows in merge_document(schema, per_type, texts.get(doc_id)).items():
+    for doc_id, per_type in records.items():
+        grounded = {name: [r for r in rows if r.get("grounded")] for name, rows in per_type.items()}
+        for rt_name, rows in merge_document(schema, grounded, texts.get(doc_id)).items():
             rt = schema.record_type(rt_name)
             for rec in rows:
                 label = " · ".join(str(rec.get(k)) for k in rt.key_fields if rec.get(k) not in (None, ""))
@@ -446,8 +445,7 @@ def merged_entities(store: Store, run_id: str, schema: Schema, docs: Sequence[Do
     return out
 
 
-def _count_records(store: Store, run_id: str, schema: Any) -> dict[str, int]:
-    records = store.run_records(run_id, schema, include_ungrounded=True)
+def count_records(records: dict[str, dict[str, list[dict[str, Any]]]], schema: Schema) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for per_type in records.values():
         for name, rows in per_type.items():

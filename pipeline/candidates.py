@@ -1,65 +1,33 @@
-"""Candidate values found in a piece of text, by the kind a schema field declares.
+"""Candidate spans: the pieces of a text that may fill a field, by kind.
 
-A schema field opts in with ``json_schema_extra={"candidates": "<kind>"}``. The ``select``
-strategy then constrains the model's output for that field to an enum of these candidates,
-so every value it emits is a span of the text -- a small model can choose, but cannot copy
-a few-shot example or invent a name. Generators are generic patterns of English
-biomedical writing (name shapes, disease-word morphology, citation layout), never strings
-of particular documents. Each returns candidates in text order, without duplicates.
+A field declares ``json_schema_extra={"candidates": kind}``; ``rules`` builds records from
+these spans and ``select`` constrains the model's choice to them, so every value is a span of
+the text. This module holds the kinds any schema may use; a schema package adds its own
+(``Domain.candidates``), and a field of a plain schema that declares none gets ``phrase``.
+
+Generic kinds: ``date`` (ISO at the precision written), ``doi``, ``title`` (title-shaped
+lines) and ``phrase`` (the content-word phrases of a sentence and their shorter ends).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date
 
-CONNECT = r"(?:of|de|del|la|for|and|&|the|d'|für|di)"
-CAP = r"(?:[A-Z][\w'’&.-]*[\w.]|[A-Z])"
-ORG_HEADS = (
-    r"Inc\.?|Ltd\.?|LLC|GmbH|AG|S\.A\.|plc|Therapeutics|Pharmaceuticals?|Biotherapeutics|Biotechnology|Biosciences|"
-    r"Bio|Pharma|Hospital|Hospitals|University|College|School(?: of Medicine)?|Institute|Foundation|Association|"
-    r"Agency|Administration|Ministry|Council|Center|Centre|Society|Clinic|Trust|Alliance|Program|Programme|"
-    r"Laboratories|Labs|Group|Network|Consortium|Medicine"
-)
-REGULATORS = (
-    r"FDA|EMA|MHRA|NMPA|PMDA|TGA|Health Canada|CHMP|European Medicines Agency|(?:U\.S\. )?Food and Drug Administration"
-)
-DISEASE_HEADS = (
-    r"\w*(?:itis|osis|emia|aemia|oma|omas|pathy|pathies|plasia|trophy)|diseases?|disorders?|syndromes?|gravis|"
-    r"erythematosus|infections?|fever|failure|cancers?|leuka?emias?|arthritis|sclerosis|myositis|vasculitis|"
-    r"fibrosis|neuropathy|toxicity|myeloma|lymphoma|lupus|nephritis|palsy|dystrophy|deficiency|injury|"
-    r"ha?emorrhages?"
-)
-MODIFIER = r"(?:\([A-Za-z0-9+-]+\)-?)?[A-Za-z0-9+-]+|\([A-Za-z0-9+-]+\)"
-STOP_MODIFIERS = {
-    "the", "a", "an", "with", "in", "of", "for", "and", "or", "to", "from", "by", "on", "is", "are", "was",
-    "were", "his", "her", "their", "its", "this", "these", "that", "patients", "patient", "treat", "treatment",
-    "not", "no", "including", "such", "as", "than", "most", "many", "all", "other", "additional", "some",
-    "severe", "refractory", "aggressive", "cause", "number", "one", "seven", "two", "adults", "children", "both",
-    "which", "includes", "include", "drive", "drives", "cells", "across", "developed", "grade", "mainly",
-    "potentially", "fatal", "incurable", "against", "target", "targets", "has", "have", "had", "be", "been",
-}  # fmt: skip
-# Spec: umbrella classes ("autoimmune diseases", "rheumatic diseases") are not conditions.
-UMBRELLA_HEAD = re.compile(r"^(?:diseases?|disorders?|conditions?|syndromes?|cancers?)$", re.IGNORECASE)
-# a disease word that names something else: "Cancer Institute", "disease designation"
-NOT_A_CONDITION_AFTER = re.compile(
-    r"^\s+(?:Institute|Foundation|Cent(?:er|re)|Society|Association|Research|Alliance|Fund|Council|designation|"
-    r"area|areas|activity|modifying|progression|course|burden|control|state|severity|center|awareness)\b"
-)
-CLASS_WORDS = {
-    "autoimmune", "rheumatic", "neurological", "neurologic", "inflammatory", "neuro-inflammatory", "chronic",
-    "rare", "infectious", "complex", "other", "systemic", "b-cell", "mediated", "immune-mediated", "genetic",
-    "serious", "life-threatening", "debilitating", "various", "several", "these", "those", "related", "multiple",
-}  # fmt: skip
+from pipeline.core.domain import CandidateKind
+from pipeline.core.errors import SchemaError
+from pipeline.core.schema import Schema
+
 MONTHS = {
     m: i
     for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)
 }
 
 
-def _unique(items: Iterable[str]) -> list[str]:
+def unique(items: Iterable[str]) -> list[str]:
+    """Stripped, non-empty, first occurrence (case-insensitive) of each item, in order."""
     seen: set[str] = set()
     out = []
     for item in items:
@@ -70,249 +38,9 @@ def _unique(items: Iterable[str]) -> list[str]:
     return out
 
 
-def conditions(text: str) -> list[str]:
-    """Disease-shaped noun phrases: up to 4 modifiers before a disease head word, every
-    left-trimmed variant (the model picks the right extent), and "expansion (ABBR)" pairs."""
-    out: list[str] = []
-    text = AFFILIATION_LIST.sub(lambda m: " " * len(m.group(0)), text) if affiliations(text) else text
-    for m in re.finditer(rf"\b({DISEASE_HEADS})\b", text, re.IGNORECASE):
-        if NOT_A_CONDITION_AFTER.match(text[m.end() : m.end() + 20]):
-            continue
-        before = text[max(0, m.start() - 80) : m.start()].rsplit("\n", 1)[-1]
-        words = re.findall(MODIFIER, before)
-        mods: list[str] = []
-        for w in reversed(words):
-            if w.lower() in STOP_MODIFIERS or w.isdigit() or len(mods) == 5:
-                break
-            mods.insert(0, w)
-        for i in range(len(mods) + 1):
-            head = m.group(1)
-            if UMBRELLA_HEAD.match(head) and all(w.lower() in CLASS_WORDS for w in mods[i:]):
-                continue  # an umbrella class, or a bare head word
-            out.append(" ".join([*mods[i:], head]))
-    return _unique(out)
-
-
-def abbreviations(text: str) -> list[str]:
-    """Short upper-case tokens defined in parentheses: "... (RPILD)", "(MDA5+DM)"."""
-    return _unique(m.group(1) for m in re.finditer(r"\(([A-Z][A-Za-z0-9+/-]{1,14})\)", text))
-
-
-def therapies(text: str) -> list[str]:
-    """Product codes and names: Descartes-08-like (word-digits), SC291/CT103A-like codes,
-    INN stems (-mab, -cel, -tinib, -leucel), and "X CAR-T cell therapy" phrases."""
-    pats = [
-        r"\b[A-Z][A-Za-z]{1,12}-\d{2,5}[A-Za-z]?\b",
-        r"\b[A-Z]{1,4}\d{2,5}[A-Z]?\b",
-        r"\b(?:[A-Za-z]{3,}(?:cabtagene|tagene) [a-z]{3,}(?:leucel|cel)\b|[a-z]{3,}(?:mab|cel|leucel|tinib|ciclib|parib)\b(?: \([a-z-]+\))?)",
-        r"\b(?:[A-Z0-9]+[- ])?(?:anti-)?[A-Z]{2,5}\d{0,3}[- ]?(?:directed |targeting |targeted )?CAR[- ]?T(?:[- ]cells?)?(?: cell)?(?: therapy| therapies)?\b",
-        r"\b(?:mRNA |allogeneic |autologous )?CAR[- ]T(?: cells?| cell therapy| cell therapies)\b",
-    ]
-    found = [
-        (m.start(), m.group(0)) for p in pats for m in re.finditer(p, text) if text[m.start() - 1 : m.start()] != "/"
-    ]
-    noise = re.compile(r"^(?:NCT\d+|[A-Z]{2,4}\d{1,2}|PI\d+|S\d{4}|COVID-19)$")  # registry ids, CD19-like targets
-    trial_names = set(re.findall(r"\b([A-Z][\w-]+)(?= (?:trial|study)\b)|(?:called|named) ([A-Z][\w-]+)", text))
-    names = {n for pair in trial_names for n in pair if n}
-    return _unique(s for _, s in sorted(found) if not noise.match(s) and s not in names)
-
-
-GENERIC_THERAPY = re.compile(r"\bCAR[- ]?T\b|\btherap(?:y|ies)$|\bcells?$", re.IGNORECASE)
-
-
-def is_generic_therapy(name: str) -> bool:
-    """A class phrase ("CAR T cells", "CD19 CAR-T cell therapy") rather than a product name or code."""
-    return bool(GENERIC_THERAPY.search(name)) and not re.search(
-        r"[A-Za-z]-?\d{2,}|\d{2,}[A-Z]", name.replace("CD19", "")
-    )
-
-
-def targets(text: str) -> list[str]:
-    return _unique(m.group(0) for m in re.finditer(r"\b(?:CD\d{1,3}|BCMA|CD19|HER2|GPRC5D|BAFF-?R?|CD38)\b", text))
-
-
-def people(text: str) -> list[str]:
-    """Person-name shapes next to credentials, 'et al.', or speech verbs."""
-    name = r"[A-Z][^\W\d_]+(?: [A-Z]\.)*(?: [A-Z][^\W\d_'’]+(?:-[A-Z][^\W\d_]+)?){1,3}"
-    pats = [
-        rf"({name}),? (?:MD|PhD|PharmD|MSc|MPH|RN|DO|MBBS|FRCP|BCGP)\b",
-        rf"({name}) et al\b",
-        rf"(?:says|said|according to) ({name})",
-        rf"({name}),? (?:says|said)\b",
-        rf"(?:Dr\.|Prof\.|Professor) ({name})",
-        rf"(?:^|, | and )({name})\d{{1,2}}(?=,| and)",
-    ]
-    return _unique(m.group(1) for p in pats for m in re.finditer(p, text, re.MULTILINE))
-
-
-def credentials(text: str) -> list[str]:
-    return _unique(
-        m.group(0).strip(", ") for m in re.finditer(r"(?:,? (?:MD|PhD|PharmD|MSc|MPH|RN|DO|MBBS|BCGP|FRCP)\b)+", text)
-    )
-
-
-def organizations(text: str) -> list[str]:
-    """Capitalized names ending in an organization head word, regulators, and acronyms
-    introduced as funders or parties ("from the ISC-III", "by the X")."""
-    out = affiliations(text)
-    if out:  # the list's own pieces replace the name regex over it, which would join neighbours
-        text = AFFILIATION_LIST.sub(lambda m: " " * len(m.group(0)), text)
-    pat = rf"\b((?:{CAP} (?:{CONNECT} )*)*?(?:{CAP} )?(?:{ORG_HEADS})(?:(?: {CONNECT})+(?: {CAP})+)*)"
-    for m in re.finditer(pat, text):
-        phrase = re.sub(r"^(?:The|the|A|An)\s+", "", m.group(1)).strip()
-        if len(phrase.split()) >= 2 or phrase.isupper():
-            out.append(phrase)
-    out += [m.group(0) for m in re.finditer(rf"\b(?:{REGULATORS})\b", text)]
-    out += [
-        m.group(1)
-        for m in re.finditer(
-            rf"\b(?:from|by|of) the ((?:{CAP})(?: (?:{CONNECT} )?{CAP}){{0,5}})(?= \(|,|\.| and)", text
-        )
-    ]
-    code = re.compile(r"\b[A-Z]{1,4}\d{2,5}[A-Z]?\b")  # a product code is not part of an organization name
-    return _unique(o for o in out if not code.search(o))
-
-
-# "1University College London, London, United Kingdom, 2Manchester Royal Infirmary, ..."
-AFFILIATION_MARK = re.compile(r"(?:^|(?<=, )|(?<=\n))\d{1,2}(?=[A-Z][a-z])")
-AFFILIATION_LIST = re.compile(r"(?m)(?:^|(?<=, ))\d{1,2}[A-Z][a-z].*$")
-
-
-def affiliations(text: str) -> list[str]:
-    """Organizations of a numbered affiliation list (3+ markers glued to names): each
-    comma- or "and"-separated piece that holds an organization head word; places are dropped."""
-    out: list[str] = []
-    for line in AFFILIATION_LIST.finditer(text):
-        segments = [seg for seg in AFFILIATION_MARK.split(line.group(0)) if seg.strip()]
-        if len(segments) < 3:
-            continue
-        for seg in segments:
-            for piece in re.split(r",\s+|\s+and\s+", seg):
-                piece = piece.strip(" ,;.")
-                if re.search(rf"\b(?:{ORG_HEADS}|Infirmary|Universitari|Universitat|Universit\w+)\b", piece):
-                    out.append(piece)
-    return _unique(out)
-
-
-def agencies(text: str) -> list[str]:
-    return _unique(m.group(0) for m in re.finditer(rf"\b(?:{REGULATORS})\b", text))
-
-
-def actions(text: str) -> list[str]:
-    """Regulatory action phrases: '<up to 4 capitalized/keyword words> Designation', approvals,
-    clearances, agreements, as written."""
-    out = []
-    for m in re.finditer(
-        r"((?:(?:[A-Z][\w-]*|rare|pediatric|orphan|disease|fast|track|breakthrough|therapy|priority|review|"
-        r"accelerated|protocol|special|assessment|regenerative|medicine|advanced|investigational|new|drug|IND|"
-        r"\(IND\)|application)\s){0,6}(?:[Dd]esignation|[Aa]pproval|[Cc]learance|[Aa]greement|[Aa]uthori[sz]ation))",
-        text,
-    ):
-        out.append(re.sub(r"^(?:The|the|FDA’s|FDA's|FDA)\s+", "", m.group(1)))
-    out += [
-        m.group(1)
-        for m in re.finditer(r"under the ((?:[A-Z][\w-]*\s?){1,5}?) (?:process|pathway|program|programme)", text)
-    ]
-    out += [
-        m.group(0)
-        for m in re.finditer(
-            r"\b(?:cleared|accepted|approved|granted)\s+(?:an?|the|its)\s+[\w() -]{0,60}?"
-            r"(?:application|submission|request|filing)\b",
-            text,
-        )
-    ]
-    out += [m.group(0) for m in re.finditer(r"\b(?:approved|cleared)\b", text)]
-    bare = {"agreement", "designation", "approval", "clearance", "authorization", "authorisation"}
-    return _unique(a for a in out if a.lower() not in bare)
-
-
-def phases(text: str) -> list[str]:
-    return _unique(
-        m.group(1).replace(" ", "").lower()
-        for m in re.finditer(r"\bphases? (\d[ab]?(?: ?/ ?\d[ab]?)?|I{1,3}V?)\b", text, re.IGNORECASE)
-        if m.group(1)[0].isdigit()
-    )
-
-
-def trial_names(text: str) -> list[str]:
-    return _unique(
-        m.group(1) for m in re.finditer(r"\b([A-Z][A-Z0-9-]{2,14})\b(?= (?:trial|study)| clinical)", text)
-    ) + _unique(m.group(1) for m in re.finditer(r"(?:trial|study) called ([A-Z][\w-]+)", text))
-
-
-def registry_ids(text: str) -> list[str]:
-    return _unique(m.group(0) for m in re.finditer(r"\b(?:NCT\d{8}|EudraCT ?\d{4}-\d{6}-\d{2}|ChiCTR\d+)\b", text))
-
-
-def findings(text: str) -> list[str]:
-    """Result clauses: '<X> was/were evident/observed/reported', 'achieved <X>', 'had <X>'."""
-    out = []
-    marker = re.compile(r"^(?:In [\w ]+ terms|Overall|In summary|In total|Notably|Importantly|However|Finally),\s*")
-    for m in re.finditer(
-        r"(?:^|[,;:] |\. )((?:[Nn]o |[A-Z])[^.;:]{3,160}?) (?:was|were) (?:evident|observed|reported|seen|noted)", text
-    ):
-        out.append(marker.sub("", m.group(1)))
-    for m in re.finditer(
-        r"(?<!-)\b(?:achieved|showed|had|reached|experienced|developed|led to)\s+([^.;]{3,160}?)(?=\s+(?:over|after|at|during|by|for|in)\b|[.;,]|$)",
-        text,
-    ):
-        if not re.match(r"(?:received|been|announced|agreed|the company|an? |using |with |by )", m.group(1)):
-            out.append(m.group(1))
-    return _unique(out)
-
-
-def timepoints(text: str) -> list[str]:
-    return _unique(
-        m.group(0)
-        for m in re.finditer(r"(?:[+-]?\d+(?:\.\d+)? ?(?:to [+-]?\d+ )?(?:days?|weeks?|months?|years?)\b)", text)
-    )
-
-
-FUNDING_CUE = re.compile(r"\b(?:fund(?:ed|ing|s)?|grants?|supported (?:in part )?by|financial support)\b", re.I)
-
-
-def funders(text: str) -> list[str]:
-    """Organizations after "by"/"from" in a funding statement (the text must say funded, grant, supported by...)."""
-    if not FUNDING_CUE.search(text):
-        return []
-    return _unique(
-        m.group(1)
-        for m in re.finditer(
-            rf"(?:by|from) (?:the )?((?:{CAP})(?: (?:{CONNECT} )?{CAP}){{0,6}})(?= \(|,|\.| and| from)", text
-        )
-    )
-
-
-def grant_ids(text: str) -> list[str]:
-    return _unique(m.group(1) for m in re.finditer(r"\(([A-Z][A-Z0-9_/.-]*\d[A-Z0-9_/.-]*|[A-Z]{2,}_[A-Z_]+)\)", text))
-
-
-AUTHORS = re.compile(r"^(?:[A-Z][\w'’-]+ [A-Z]{1,3}[.,]\s*(?:and\s+)?)+(?:et al\.\s*)?")
-
-
-def citation_titles(text: str) -> list[str]:
-    """Title of a numbered reference line: authors ('Shapiro SC.') dropped, up to the first
-    sentence end or a bracketed note ('[news release]')."""
-    out = []
-    for m in re.finditer(r"^\s*\d{1,3}\.\s+(.+)$", text, re.MULTILINE):
-        body = AUTHORS.sub("", m.group(1).strip())
-        t = re.match(r"(.+?(?:[?!](?=\s)|(?=\s\[|\.\s|\.?$)))", body)
-        if t:
-            out.append(t.group(1).strip())
-    return _unique(out)
-
-
-def citation_sources(text: str) -> list[str]:
-    out = []
-    for m in re.finditer(r"^\s*\d{1,3}\.\s+(.+)$", text, re.MULTILINE):
-        parts = [p.strip() for p in re.split(r"(?<=[.?\]])\s+", m.group(1)) if p.strip()]
-        out += [p.rstrip(".") for p in parts[1:] if re.match(r"^[A-Z]", p) and not re.match(r"^\d", p)]
-    return _unique(out)
-
-
 def titles(text: str) -> list[str]:
-    """Title-shaped lines: 5+ words, no final period, not a byline."""
-    return _unique(
+    """Title-shaped lines: 5+ words, no final period, not a bullet or a byline."""
+    return unique(
         line.strip()
         for line in text.splitlines()
         if len(line.split()) >= 5
@@ -333,7 +61,7 @@ def iso_dates(text: str) -> list[str]:
         out.append(_iso(int(m.group(1)), MONTHS[m.group(2).lower()], int(m.group(3))))
     for m in re.finditer(rf"\b{mon} (\d{{4}})\b", text):
         out.append(f"{int(m.group(2)):04d}-{MONTHS[m.group(1).lower()]:02d}")
-    return _unique(d for d in out if d)
+    return unique(d for d in out if d)
 
 
 def _iso(y: int, m: int, d: int) -> str:
@@ -344,45 +72,177 @@ def _iso(y: int, m: int, d: int) -> str:
 
 
 def dois(text: str) -> list[str]:
-    return _unique(m.group(0).rstrip(".") for m in re.finditer(r"\b10\.\d{4,9}/[^\s\"<>]+", text))
+    return unique(m.group(0).rstrip(".") for m in re.finditer(r"\b10\.\d{4,9}/[^\s\"<>]+", text))
 
 
-def sources(text: str) -> list[str]:
-    """Journal or site names: 'X et al. <Journal>.' and 'The <Name>' publications."""
-    out = [m.group(1) for m in re.finditer(r"et al\. ([A-Z][\w .&-]{1,60}?)\.", text)]
-    out += [m.group(0) for m in re.finditer(r"\bThe [A-Z][a-z]+(?:ologist|ist|Journal|Times|News|Post|Lancet)\b", text)]
-    return _unique(out)
+# English function words: they end a phrase. Grammar of the language, not of any domain.
+FUNCTION_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "some",
+        "any",
+        "each",
+        "every",
+        "no",
+        "not",
+        "nor",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "than",
+        "so",
+        "as",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "from",
+        "by",
+        "with",
+        "without",
+        "within",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "after",
+        "before",
+        "during",
+        "since",
+        "until",
+        "about",
+        "against",
+        "between",
+        "among",
+        "through",
+        "via",
+        "per",
+        "for",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "has",
+        "have",
+        "had",
+        "do",
+        "does",
+        "did",
+        "will",
+        "would",
+        "shall",
+        "should",
+        "can",
+        "could",
+        "may",
+        "might",
+        "must",
+        "it",
+        "its",
+        "it's",
+        "they",
+        "them",
+        "their",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "we",
+        "us",
+        "our",
+        "you",
+        "your",
+        "i",
+        "me",
+        "my",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "there",
+        "here",
+        "also",
+        "both",
+        "either",
+        "neither",
+        "such",
+        "only",
+        "very",
+        "more",
+        "most",
+        "less",
+        "least",
+        "other",
+        "others",
+        "same",
+        "own",
+        "all",
+        "while",
+        "whereas",
+        "because",
+        "although",
+        "though",
+        "however",
+    ]
+)
+_TOKEN = re.compile(r"[^\W_][\w'’+/.-]*[^\W_]|[^\W_]|%")
+MAX_PHRASE_WORDS = 6
 
 
-GENERATORS: dict[str, Callable[[str], list[str]]] = {
-    "condition": conditions,
-    "abbreviation": abbreviations,
-    "therapy": therapies,
-    "target": targets,
-    "person": people,
-    "credentials": credentials,
-    "organization": organizations,
-    "agency": agencies,
-    "action": actions,
-    "phase": phases,
-    "trial_name": trial_names,
-    "registry_id": registry_ids,
-    "finding": findings,
-    "timepoint": timepoints,
-    "funder": funders,
-    "grant_id": grant_ids,
-    "citation_title": citation_titles,
-    "citation_source": citation_sources,
-    "title": titles,
-    "date": iso_dates,
-    "doi": dois,
-    "source": sources,
+def phrases(text: str) -> list[str]:
+    """Runs of up to six words between punctuation and function words, with their shorter
+    starts and ends ("severe nausea" gives "severe nausea", "severe" and "nausea")."""
+    out: list[str] = []
+    for piece in re.split(r"[,;:()\[\]\"“”!?]|\.(?:\s|$)|\s[-–—]\s", text):
+        run: list[re.Match[str]] = []
+        for m in [*_TOKEN.finditer(piece), None]:
+            if m is not None and m.group(0).lower() not in FUNCTION_WORDS:
+                run.append(m)
+                continue
+            for i in range(len(run)):
+                for j in range(len(run), i, -1):
+                    if j - i <= MAX_PHRASE_WORDS and (i == 0 or j == len(run)):
+                        out.append(piece[run[i].start() : run[j - 1].end()])
+            run = []
+    return unique(out)
+
+
+GENERIC_KINDS: dict[str, CandidateKind] = {
+    "date": CandidateKind(find=iso_dates),
+    "doi": CandidateKind(find=dois),
+    "title": CandidateKind(find=titles),
+    "phrase": CandidateKind(find=phrases),
 }
 
 
-def candidates(kind: str, text: str) -> list[str]:
+def kind_of(schema: Schema, kind: str) -> CandidateKind:
+    """The schema package's kind of that name, else the generic one."""
+    found = schema.domain.candidates.get(kind) or GENERIC_KINDS.get(kind)
+    if found is None:
+        known = ", ".join(sorted({*schema.domain.candidates, *GENERIC_KINDS}))
+        raise SchemaError(f"schema {schema.name!r}: unknown candidate kind {kind!r}", f"use one of: {known}")
+    return found
+
+
+def find(kind: CandidateKind, text: str) -> list[str]:
     """Candidates of ``kind`` in ``text`` (NFC first: web dumps carry decomposed accents)."""
-    gen = GENERATORS.get(kind)
-    if gen is None:
-        raise KeyError(f"unknown candidate kind {kind!r}; known: {', '.join(sorted(GENERATORS))}")
-    return gen(unicodedata.normalize("NFC", text).replace("\xa0", " "))
+    return kind.find(unicodedata.normalize("NFC", text).replace("\xa0", " "))

@@ -1,6 +1,7 @@
 """``pipeline eval`` as a plain function: gold dir + docs dir + a run's records -> scores.
 
-``evaluate`` loads the gold set, reads the run's records from DuckDB, merges each document
+``evaluate`` reads the run's records from DuckDB, loads the gold set with the run's schema
+(``load_gold``, the one gold loader: ``pipeline report`` uses it too), merges each document
 with ``pipeline.merge.merge_document``, scores them with ``pipeline.score`` and stores the
 result in the eval tables (migration ``002_eval_tables``) under
 ``eval_id = <run_id>:<gold hash>:<mode>:<grounded|all>``; scoring the same run, gold set
@@ -24,13 +25,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipeline.core.errors import PipelineError, StoreError
-from pipeline.core.normalize import normalize
-from pipeline.core.schema import RecordType, Schema, load_schema
+from pipeline.core.schema import RecordType, Schema
 from pipeline.ground import align, unsupported
 from pipeline.ingest import iter_paths, read_document
 from pipeline.merge import merge_document
 from pipeline.score import MODES, Comparison, GoldRecord, Mode, Scorecard, compare, score
-from pipeline.store.db import Store, now
+from pipeline.store import Store
 
 GOLD_EXTRA_KEYS = {"optional", "evidence", "comment"}
 
@@ -135,7 +135,7 @@ def _parse_record(rt: RecordType, rec: Any, i: int, fail: Callable[[str, str], G
         if value is None and not fields[key].required:
             continue  # a nullable key (a trial with no stated phase) matches only a null prediction
         alts = value if isinstance(value, list) else [value]
-        if not alts or not all(normalize(a) for a in alts):
+        if not alts or not all(rt.normalize(a) for a in alts):
             raise fail(f"{where} is missing key field {key!r}", f"give {key!r} a value (or a list of alternatives)")
     for name, value in rec.items():
         if name in fields and name != "evidence":
@@ -182,9 +182,7 @@ def load_gold(schema: Schema, gold_dir: str | Path) -> GoldSet:
 
 def _doc_texts(store: Store, run_id: str, docs_dir: Path, doc_ids: set[str], warnings: list[str]) -> dict[str, str]:
     """Text of each run document: from ``docs_dir``, else the text the run stored."""
-    run_docs = dict(
-        store.con.execute("SELECT doc_id, doc_sha256 FROM run_documents WHERE run_id = ?", [run_id]).fetchall()
-    )
+    run_docs = store.run_document_hashes(run_id)
     texts: dict[str, str] = {}
     for path in iter_paths([docs_dir]):
         if path.stem in doc_ids:
@@ -193,11 +191,9 @@ def _doc_texts(store: Store, run_id: str, docs_dir: Path, doc_ids: set[str], war
             if doc.doc_id in run_docs and run_docs[doc.doc_id] != doc.sha256:
                 warnings.append(f"{path} differs from the text run {run_id} extracted; scores may not mean much")
     for doc_id in sorted(doc_ids - texts.keys()):
-        row = store.con.execute(
-            "SELECT text FROM documents WHERE doc_id = ? AND doc_sha256 = ?", [doc_id, run_docs.get(doc_id)]
-        ).fetchone()
-        if row is not None:
-            texts[doc_id] = str(row[0])
+        text = store.document_text(doc_id, run_docs.get(doc_id, ""))
+        if text is not None:
+            texts[doc_id] = text
             warnings.append(f"{doc_id} is not in {docs_dir}; grounding checked against the run's stored text")
         else:
             warnings.append(f"no text for {doc_id} in {docs_dir} or the database; its records count as ungrounded")
@@ -232,33 +228,36 @@ def _open(db: str | Path) -> Store:
     return Store(db)
 
 
-def _prepare(mode: str, schema: str, gold_dir: str | Path, docs_dir: str | Path) -> tuple[Mode, Schema, GoldSet]:
+def _check(mode: str, gold_dir: str | Path, docs_dir: str | Path) -> Mode:
     """Check the arguments that need no database, so bad input fails first."""
     if mode not in MODES:
         raise PipelineError(f"unknown mode {mode!r}", f"use one of: {', '.join(MODES)}")
+    if not Path(gold_dir).is_dir():
+        raise GoldError(f"gold directory {gold_dir} does not exist", "pass --gold DIR holding <doc_id>.json files")
     if not Path(docs_dir).is_dir():
         raise PipelineError(f"docs directory {docs_dir} does not exist", "pass --docs DIR holding the documents")
-    loaded = load_schema(schema)
-    return mode, loaded, load_gold(loaded, gold_dir)
+    return mode
 
 
-def _score_run(
+def score_run(
     store: Store,
-    run: str,
+    run_id: str,
     *,
     schema: Schema,
     gold: GoldSet,
     docs_dir: Path,
     mode: Mode,
     include_ungrounded: bool,
+    notes: list[str] | None = None,
 ) -> EvalReport:
-    run_id = store.resolve_run(run)
-    row = store.con.execute("SELECT schema_name FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    if row and row[0] and row[0] != schema.name:
-        raise PipelineError(f"run {run_id} used schema {row[0]!r}, not {schema.name!r}", f"pass --schema {row[0]}")
+    """Score one run (already resolved) against ``gold``."""
     all_rows = store.run_records(run_id, schema, include_ungrounded=True)
-    scored_rows = store.run_records(run_id, schema, include_ungrounded=include_ungrounded)
-    warnings: list[str] = []
+    scored_rows = (
+        all_rows
+        if include_ungrounded
+        else {d: {t: [r for r in rows if r.get("grounded")] for t, rows in per.items()} for d, per in all_rows.items()}
+    )
+    warnings: list[str] = list(notes or [])
     texts = _doc_texts(store, run_id, docs_dir, set(all_rows), warnings)
     predictions = {d: merge_document(schema, scored_rows[d], texts.get(d)) for d in gold.docs if d in scored_rows}
     card = score(schema, predictions, gold.docs, mode)
@@ -279,61 +278,6 @@ def _score_run(
     )
 
 
-def save_report(store: Store, report: EvalReport) -> None:
-    """Replace the stored scores of this run + gold set + mode with ``report``."""
-    eid = report.eval_id
-    with store.transaction():
-        for table in ("eval_items", "eval_field_scores", "eval_type_scores", "eval_runs"):
-            store.con.execute(f"DELETE FROM {table} WHERE eval_id = ?", [eid])
-        store.con.execute(
-            "INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                eid,
-                report.run_id,
-                report.gold_hash,
-                report.mode,
-                report.include_ungrounded,
-                report.schema_name,
-                report.gold_dir,
-                now(),
-                len(report.documents),
-                len(report.missing_documents),
-                len(report.unscored),
-                report.micro.precision,
-                report.micro.recall,
-                report.micro.f1,
-                report.macro_f1,
-                report.grounding_rate,
-                report.model_dump_json(),
-            ],
-        )
-        store.con.executemany(
-            "INSERT INTO eval_type_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [[eid, name, s.tp, s.fp, s.fn, s.precision, s.recall, s.f1] for name, s in report.per_type.items()],
-        )
-        store.con.executemany(
-            "INSERT INTO eval_field_scores VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                [eid, name, field, fs.correct, fs.total, fs.accuracy]
-                for name, per_field in report.per_field.items()
-                for field, fs in per_field.items()
-            ],
-        )
-        items: list[list[Any]] = []
-        for doc_id, per_type in report.documents.items():
-            for name, res in per_type.items():
-                for outcome, golds in (("found", res.found), ("missed", res.missed), ("absorbed", res.absorbed)):
-                    items += [
-                        [eid, doc_id, name, outcome, g.gold_index, g.record_id, g.similarity, json.dumps(g.key)]
-                        for g in golds
-                    ]
-                items += [
-                    [eid, doc_id, name, "spurious", None, p.record_id, None, json.dumps(p.key)] for p in res.spurious
-                ]
-        if items:
-            store.con.executemany("INSERT INTO eval_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", items)
-
-
 def evaluate(
     *,
     db: str | Path,
@@ -341,24 +285,29 @@ def evaluate(
     gold_dir: str | Path = "evals/gold",
     docs_dir: str | Path = "evals/docs",
     mode: str = "lenient",
-    schema: str = "biomedical",
+    schema: str | None = None,
     include_ungrounded: bool = False,
     save: bool = True,
 ) -> EvalReport:
-    """Score one run of ``db`` against the gold set; store the scores unless ``save`` is False."""
-    checked, loaded, gold = _prepare(mode, schema, gold_dir, docs_dir)
+    """Score one run of ``db`` against the gold set; store the scores unless ``save`` is False.
+    ``schema`` defaults to the one the run used."""
+    checked = _check(mode, gold_dir, docs_dir)
     with _open(db) as store:
-        report = _score_run(
+        notes: list[str] = []
+        run_id = store.resolve_run(run, notes)
+        loaded = store.run_schema(run_id, schema)
+        report = score_run(
             store,
-            run,
+            run_id,
             schema=loaded,
-            gold=gold,
+            gold=load_gold(loaded, gold_dir),
             docs_dir=Path(docs_dir),
             mode=checked,
             include_ungrounded=include_ungrounded,
+            notes=notes,
         )
         if save:
-            save_report(store, report)
+            store.save_eval(report)
     return report
 
 
@@ -370,23 +319,27 @@ def compare_runs(
     gold_dir: str | Path = "evals/gold",
     docs_dir: str | Path = "evals/docs",
     mode: str = "lenient",
-    schema: str = "biomedical",
+    schema: str | None = None,
     include_ungrounded: bool = False,
 ) -> Comparison:
     """Score both runs against the same gold set and mode (storing both) and compare them."""
-    checked, loaded, gold = _prepare(mode, schema, gold_dir, docs_dir)
+    checked = _check(mode, gold_dir, docs_dir)
     with _open(db) as store:
+        ids = [store.resolve_run(run) for run in (run_a, run_b)]
+        loaded = store.run_schema(ids[0], schema)
+        store.run_schema(ids[1], schema if schema else loaded.spec)  # both runs must use one schema
+        gold = load_gold(loaded, gold_dir)
         reports = []
-        for run in (run_a, run_b):
-            report = _score_run(
+        for run_id in ids:
+            report = score_run(
                 store,
-                run,
+                run_id,
                 schema=loaded,
                 gold=gold,
                 docs_dir=Path(docs_dir),
                 mode=checked,
                 include_ungrounded=include_ungrounded,
             )
-            save_report(store, report)
+            store.save_eval(report)
             reports.append(report)
     return compare(reports[0], reports[1], reports[0].run_id, reports[1].run_id)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import InputError, StoreError
-from pipeline.core.schema import Schema, load_schema
-from pipeline.store.db import Store
-from pipeline.store.views import record_select, run_sql, sql_string, table_names
+from pipeline.store import Store
+from pipeline.store.db import quote
+from pipeline.store.views import record_select, run_sql, sql_string
 
 FORMATS = {"parquet": "(FORMAT parquet)", "csv": "(FORMAT csv, HEADER true)", "jsonl": "(FORMAT json)"}
 
@@ -22,14 +22,7 @@ class ExportSummary:
     run_id: str
     out: Path
     files: dict[str, tuple[Path, int]] = field(default_factory=dict)  # record type -> (file, rows)
-
-
-def run_schema(store: Store, run_id: str, schema: str | None) -> Schema:
-    """The schema to read a run with: ``schema`` if given, else the one the run used."""
-    if schema is None:
-        row = store.con.execute("SELECT schema_name FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        schema = str(row[0]) if row and row[0] else "biomedical"
-    return load_schema(schema)
+    notes: list[str] = field(default_factory=list)
 
 
 def run_export(
@@ -45,10 +38,11 @@ def run_export(
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
     out = Path(out)
+    notes: list[str] = []
     with Store(db, read_only=True) as store:
-        run_id = store.resolve_run(run)
-        loaded = run_schema(store, run_id, schema)
-        tables = table_names(store.con)
+        run_id = store.resolve_run(run, notes)
+        loaded = store.run_schema(run_id, schema)
+        tables = store.table_names()
         missing = [rt.name for rt in loaded.record_types if f"rec_{rt.name}" not in tables]
         if missing:
             raise StoreError(
@@ -56,13 +50,13 @@ def run_export(
                 "pass --schema with the schema the run used",
             )
         out.mkdir(parents=True, exist_ok=True)
-        summary = ExportSummary(run_id, out)
+        summary = ExportSummary(run_id, out, notes=notes)
         for rt in loaded.record_types:
             path = out / f"{rt.name}.{fmt}"
             select = record_select(loaded, rt, run_sql(run_id), grounded_only=not include_ungrounded, tables=tables)
             lists = [f.name for f in rt.fields if f.is_list and f.name != "evidence"]
             if fmt == "csv" and lists:  # a CSV cell holds a list as JSON, as `pipeline sql -f csv` prints it
-                select = f"SELECT * REPLACE ({', '.join(f'to_json({n}) AS {n}' for n in lists)}) FROM ({select})"
+                select = f"SELECT * REPLACE ({', '.join(f'to_json({quote(n)}) AS {quote(n)}' for n in lists)}) FROM ({select})"
             row = store.con.execute(f"COPY ({select}) TO {sql_string(str(path))} {FORMATS[fmt]}").fetchone()
             summary.files[rt.name] = (path, int(row[0]) if row else 0)
     return summary

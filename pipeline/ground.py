@@ -1,9 +1,12 @@
 """Ground every record's evidence to a character span of the original document.
 
 Alignment tries, in order: ``exact`` (the quote occurs verbatim in the chunk), ``normalized``
-(equal after folding case, whitespace, dashes and quotes), ``fuzzy`` (rapidfuzz partial-ratio
-alignment at or above ``FUZZY_THRESHOLD``), else ``none``. Offsets are always in the
-document's coordinates.
+(equal after folding case, whitespace, dashes and quotes with ``pipeline.core.normalize``'s
+table), ``fuzzy`` (rapidfuzz partial-ratio alignment at or above ``FUZZY_THRESHOLD``), else
+``none``. Offsets are always in the document's coordinates.
+
+A record is grounded when its evidence is located and quotes words, and every free-text key
+value is a phrase that occurs in its evidence or its chunk (``unsupported``).
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ import re
 import typing
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from rapidfuzz import fuzz
 
-FUZZY_THRESHOLD = 90.0
+from pipeline.core.normalize import fold_char
 
-DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-")
-QUOTES = dict.fromkeys(map(ord, "\u2018\u2019\u201a\u201b\u2032"), "'") | dict.fromkeys(
-    map(ord, "\u201c\u201d\u201e\u201f\u2033"), '"'
-)
+if TYPE_CHECKING:
+    from pipeline.core.schema import Schema
+    from pipeline.core.types import Chunk, Document
+
+FUZZY_THRESHOLD = 90.0
+#: what grounding adds to a record
+GROUNDING_KEYS = ("evidence_start", "evidence_end", "alignment", "grounded")
 
 
 @dataclass(frozen=True)
@@ -36,12 +43,10 @@ class Alignment:
         return self.method != "none"
 
 
-def fold_char(c: str) -> str:
-    return unicodedata.normalize("NFKC", c).translate(DASHES).translate(QUOTES).casefold()
-
-
+@lru_cache(maxsize=16)  # the same chunk and document texts are folded for every record
 def folded_with_map(text: str) -> tuple[str, list[int]]:
-    """Text folded char by char (whitespace runs -> one space) and a map back to offsets."""
+    """Text folded char by char (whitespace runs -> one space) and a map back to offsets.
+    A combining mark is composed with the character before it, as NFKC does for a string."""
     out: list[str] = []
     index: list[int] = []
     prev_space = False
@@ -53,6 +58,11 @@ def folded_with_map(text: str) -> tuple[str, list[int]]:
             prev_space = True
             continue
         prev_space = False
+        if out and unicodedata.combining(c):
+            composed = fold_char(out[-1] + c)
+            if len(composed) == 1:
+                out[-1] = composed
+                continue
         for fc in fold_char(c):
             out.append(fc)
             index.append(i)
@@ -123,6 +133,26 @@ def unsupported(rt: Any, row: dict[str, Any], evidence: str, *texts: str) -> str
     return None
 
 
-def strip_trailing_marker(value: str) -> str:
-    """'infection.4' -> 'infection': drop a citation number glued to final punctuation."""
-    return re.sub(r"(?<=[A-Za-z\)])[.,;]?\d{1,3}$", "", value).strip()
+def ground_records(
+    records: dict[str, list[dict[str, Any]]], chunk: Chunk, doc: Document, schema: Schema | None = None
+) -> list[str]:
+    """Add evidence offsets (document coordinates), alignment method and grounded flag to
+    every record; return one line per ungrounded record saying why, for a re-ask."""
+    types = {rt.name: rt for rt in schema.record_types} if schema is not None else {}
+    problems: list[str] = []
+    for name, rows in records.items():
+        rt = types.get(name)
+        for i, row in enumerate(rows):
+            evidence = row.get("evidence") or ""
+            a = align(evidence, chunk.text, chunk.start)
+            if not a.grounded:  # evidence quoted from elsewhere in the document still counts
+                a = align(evidence, doc.text)
+            reason = None if a.grounded else f"its evidence {evidence[:120]!r} is not a verbatim quote of the text"
+            if reason is None:
+                reason = unsupported(rt, row, evidence, chunk.text)
+            row.update(
+                evidence_start=a.start, evidence_end=a.end, alignment=a.method, grounded=a.grounded and reason is None
+            )
+            if reason is not None:
+                problems.append(f"{name}[{i}]: {reason}")
+    return problems

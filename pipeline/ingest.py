@@ -7,10 +7,13 @@ content, so every later offset still points into the text the user gave us.
   by its boilerplate classifier); its output is the document text, kept whole.
 - ``.txt``/``.md`` (raw web-page text dumps): a line classifier, documented in the README
   ("Cleaning"), drops
-  1. lines matching common boilerplate phrases (ads, consent, share bars, gov banners, copyright);
-  2. navigation: runs of short bullet items without sentence punctuation;
+  1. lines matching common web boilerplate phrases (ads, consent, share bars, gov banners, copyright);
+  2. navigation: runs of three or more short bullet items without sentence punctuation or
+     numbers, unless a line ending in ":" introduces them (a list of adverse events or of
+     invoice lines is content);
   3. whole sections that start at a boilerplate heading ("Related Articles", "Learn More",
-     "MeSH terms", ...) and run until the next content heading ("References", "Abstract", ...).
+     ...) and run until the next content heading ("References", "Abstract", ...).
+  A schema package adds its own lines and headings (``Domain.cleaning``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from pipeline.core.domain import Cleaning
 from pipeline.core.errors import InputError
 from pipeline.core.types import Document, Span
 
@@ -38,7 +42,7 @@ BOILERPLATE_LINE = re.compile(
       | (video|webinar|podcast):\ .* | subscribe\b.* | sign\ (in|up)\b.* | log\ ?in
       | (cookie|privacy)\ (preferences|policy|settings) | terms\ of\ (use|service) | dei\ statement
       | copyright\ ©.* | ©\ ?\d{4}.* | all\ rights\ reserved\.?
-      | click\ to\ (email|share|print)\b.* | pubmed\ disclaimer | search
+      | click\ to\ (email|share|print)\b.* | search
     )$""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -47,10 +51,7 @@ SECTION_STOP = re.compile(
     r"""^(
         related\ (articles|content|stories|posts|reading) | learn\ more | read\ more | more\ to\ explore
       | recommended(\ for\ you)? | you\ may\ also\ like | most\ (read|popular) | trending
-      | similar\ articles | cited\ by | publication\ types | mesh\ terms | substances
-      | linkout\ -\ more\ resources | related\ information | grants\ and\ funding
-      | full\ text\ sources | supplementary\ concepts | comment\ in | erratum\ in
-      | about\ us | contact\ us | footer | site\ map | follow\ us
+      | similar\ articles | cited\ by | about\ us | contact\ us | footer | site\ map | follow\ us
     ):?$""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -64,34 +65,69 @@ CONTENT_HEADING = re.compile(
 BULLET = re.compile(r"^\s*([•·▪◦*+-]|\d+\.)\s+")
 
 
-def _is_nav_item(line: str) -> bool:
-    """A short bullet item with no sentence punctuation: a menu or link-list entry."""
+def _is_short_item(line: str) -> bool:
+    """A bullet item of a few words with no sentence punctuation and no number: a link."""
     m = BULLET.match(line)
     if not m or m.group(1).endswith("."):  # numbered items are reference lists, kept
         return False
     body = line[m.end() :].strip()
-    return len(body.split()) <= 8 and not re.search(r"[.!?;:]\s*$|[.!?]\s", body)
+    return len(body.split()) <= 8 and not re.search(r"[.!?;:]\s*$|[.!?]\s|\d", body)
 
 
-def clean_text_spans(text: str) -> list[Span]:
-    """Spans of ``text`` that are main content, by the line rules in the module docstring."""
-    keep: list[bool] = []
+#: a run of this many short items in a row is a menu or a link list
+NAV_RUN = 3
+
+
+def _navigation(lines: list[str]) -> set[int]:
+    """Indices of lines in runs of ``NAV_RUN``+ short bullet items (blank lines inside a run
+    allowed) that no line ending in ":" introduces."""
+    out: set[int] = set()
+    i = 0
+    while i < len(lines):
+        if not _is_short_item(lines[i]):
+            i += 1
+            continue
+        run = [i]
+        j = i + 1
+        while j < len(lines) and (_is_short_item(lines[j]) or not lines[j].strip()):
+            if lines[j].strip():
+                run.append(j)
+            j += 1
+        before = next((lines[k].strip() for k in range(i - 1, -1, -1) if lines[k].strip()), "")
+        if len(run) >= NAV_RUN and not before.endswith(":"):
+            out.update(run)
+        i = j
+    return out
+
+
+def clean_text_spans(text: str, cleaning: Cleaning | None = None) -> list[Span]:
+    """Spans of ``text`` that are main content, by the line rules in the module docstring
+    and the schema package's own (``cleaning``)."""
+    extra = cleaning or Cleaning()
     lines: list[tuple[int, int]] = []
-    in_stop_section = False
     pos = 0
     for raw in text.splitlines(keepends=True):
-        start, end = pos, pos + len(raw.rstrip("\r\n"))
+        lines.append((pos, pos + len(raw.rstrip("\r\n"))))
         pos += len(raw)
-        line = text[start:end].strip()
-        lines.append((start, end))
+    raw_lines = [text[start:end] for start, end in lines]
+    nav = _navigation(raw_lines)
+    keep: list[bool] = []
+    in_stop_section = False
+    for i, raw_line in enumerate(raw_lines):
+        line = raw_line.strip()
         if not line:
             keep.append(False)
             continue
-        if SECTION_STOP.match(line):
+        if SECTION_STOP.match(line) or (extra.section_stops and extra.section_stops.match(line)):
             in_stop_section = True
-        elif in_stop_section and CONTENT_HEADING.match(line) and len(line.split()) <= 3:
+        elif (
+            in_stop_section
+            and len(line.split()) <= 3
+            and (CONTENT_HEADING.match(line) or (extra.content_headings and extra.content_headings.match(line)))
+        ):
             in_stop_section = False
-        keep.append(not (in_stop_section or BOILERPLATE_LINE.match(line) or _is_nav_item(text[start:end])))
+        boilerplate = BOILERPLATE_LINE.match(line) or (extra.boilerplate and extra.boilerplate.match(line))
+        keep.append(not (in_stop_section or boilerplate or i in nav))
     return _merge(lines, keep, text)
 
 
@@ -143,7 +179,7 @@ def decode(data: bytes, source: str) -> tuple[str, list[str]]:
         return text, [f"{source}: {bad} invalid UTF-8 byte(s) at offset {exc.start}+ replaced with U+FFFD"]
 
 
-def read_document(path: Path) -> Document:
+def read_document(path: Path, cleaning: Cleaning | None = None) -> Document:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: unsupported file type {path.suffix or '(none)'}", "pass .txt, .md or .html files")
@@ -157,7 +193,7 @@ def read_document(path: Path) -> Document:
         text = html_main_text(text, str(path))
         kept = [Span(0, len(text))]
     else:
-        kept = clean_text_spans(text)
+        kept = clean_text_spans(text, cleaning)
     if not text.strip() or not kept:
         raise InputError(f"{path}: no text left after cleaning", "check that the file holds an article's text")
     return Document(doc_id=path.stem, path=str(path), format=fmt, text=text, kept=kept, warnings=warnings)
@@ -178,9 +214,9 @@ def iter_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield path
 
 
-def read_documents(paths: Iterable[str | Path]) -> list[Document]:
+def read_documents(paths: Iterable[str | Path], cleaning: Cleaning | None = None) -> list[Document]:
     """Read every document up front so bad input fails before anything is stored."""
-    docs = [read_document(p) for p in iter_paths(paths)]
+    docs = [read_document(p, cleaning) for p in iter_paths(paths)]
     seen: dict[str, str] = {}
     for d in docs:
         if d.doc_id in seen and seen[d.doc_id] != d.path:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from abbreviations import schwartz_hearst
 
-from pipeline.core.normalize import normalize
 from pipeline.core.schema import RecordType, Schema
 
 #: {normalized abbreviation or expansion: normalized expansion}
@@ -26,7 +26,7 @@ Aliases = dict[str, str]
 
 
 @lru_cache(maxsize=64)
-def abbreviations(text: str) -> Aliases:
+def abbreviations(text: str, normalize: Callable[[Any], str]) -> Aliases:
     """Abbreviations the text defines, both forms mapped to the normalized expansion."""
     with contextlib.redirect_stderr(io.StringIO()):  # the library prints skipped candidates
         pairs = schwartz_hearst.extract_abbreviation_definition_pairs(doc_text=text)
@@ -39,7 +39,7 @@ def abbreviations(text: str) -> Aliases:
     return out
 
 
-def canonical(value: Any, aliases: Aliases) -> str:
+def canonical(value: Any, aliases: Aliases, normalize: Callable[[Any], str]) -> str:
     """The comparable form of a key value: its expansion when ``value`` is a defined
     abbreviation or ends with a defined expansion; else ``normalize(value)``."""
     v = normalize(value)
@@ -53,8 +53,8 @@ def canonical(value: Any, aliases: Aliases) -> str:
 
 def record_key(rt: RecordType, record: dict[str, Any], aliases: Aliases | None = None) -> tuple[str, ...]:
     if not aliases:
-        return tuple(normalize(record.get(k)) for k in rt.key_fields)
-    return tuple(canonical(record.get(k), aliases) for k in rt.key_fields)
+        return tuple(rt.normalize(record.get(k)) for k in rt.key_fields)
+    return tuple(canonical(record.get(k), aliases, rt.normalize) for k in rt.key_fields)
 
 
 def merge_type(rt: RecordType, records: list[dict[str, Any]], aliases: Aliases | None = None) -> list[dict[str, Any]]:
@@ -68,8 +68,8 @@ def merge_type(rt: RecordType, records: list[dict[str, Any]], aliases: Aliases |
             if f.name == "evidence":
                 continue
             if f.is_list:
-                seen = {normalize(v) for v in merged.get(f.name) or []}
-                extra = [v for v in rec.get(f.name) or [] if normalize(v) not in seen]
+                seen = {rt.normalize(v) for v in merged.get(f.name) or []}
+                extra = [v for v in rec.get(f.name) or [] if rt.normalize(v) not in seen]
                 merged[f.name] = list(merged.get(f.name) or []) + extra
             elif merged.get(f.name) in (None, "") and rec.get(f.name) not in (None, ""):
                 merged[f.name] = rec[f.name]
@@ -86,5 +86,5 @@ def merge_document(
     schema: Schema, per_type: dict[str, list[dict[str, Any]]], text: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Merge one document's records; ``text`` (the document) supplies its abbreviations."""
-    aliases = abbreviations(text) if text else None
+    aliases = abbreviations(text, schema.normalize) if text else None
     return {rt.name: merge_type(rt, per_type.get(rt.name, []), aliases) for rt in schema.record_types}

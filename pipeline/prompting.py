@@ -1,4 +1,9 @@
-"""Prompts live in ``prompts/`` as Jinja2 templates, never as strings in code.
+"""Prompts are Jinja2 templates, never strings in code.
+
+A schema package keeps its own in ``<package>/prompts/`` (``Domain.prompts``); a schema that
+brings none gets the generic templates of ``pipeline/templates/prompts/``, which describe the
+schema itself: its record types, each field's description, which fields identify a record,
+and the evidence rule.
 
 A template renders to chat messages: lines ``## system``, ``## user`` and ``## assistant``
 start a new message (assistant turns make few-shot examples). Two hashes are kept:
@@ -18,9 +23,9 @@ from typing import Any
 import jinja2
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.schema import PROJECT_ROOT
+from pipeline.core.schema import Schema
 
-PROMPTS_DIR = PROJECT_ROOT / "prompts"
+GENERIC_PROMPTS = Path(__file__).parent / "templates" / "prompts"
 ROLE_LINE = re.compile(r"^## (system|user|assistant)\s*$", re.MULTILINE)
 
 Message = dict[str, str]
@@ -57,12 +62,32 @@ class PromptTemplate:
         return messages
 
 
-def load_prompt(name_or_path: str) -> PromptTemplate:
-    """``biomedical/direct`` -> prompts/biomedical/direct.j2; or an explicit file path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROMPTS_DIR / f"{name_or_path}.j2"
+def load_prompt(path: str | Path) -> PromptTemplate:
+    """A template file."""
+    path = Path(path)
     if not path.is_file():
-        available = ", ".join(sorted(str(p.relative_to(PROMPTS_DIR))[:-3] for p in PROMPTS_DIR.rglob("*.j2")))
-        raise PipelineError(f"prompt {name_or_path!r} not found", f"use one of: {available} or a .j2 file path")
+        raise PipelineError(f"prompt file {path} not found", "check the path")
     return PromptTemplate(path, path.read_text(encoding="utf-8"))
+
+
+def generic_prompt(name: str) -> PromptTemplate:
+    """``pipeline/templates/prompts/<name>.j2``: the prompt built from any schema."""
+    return load_prompt(GENERIC_PROMPTS / f"{name}.j2")
+
+
+def schema_prompt(schema: Schema, name: str, override: str | None = None) -> PromptTemplate:
+    """The prompt ``name`` for ``schema``: ``override`` (a .j2 file, or a name in the schema
+    package's prompt folder) if given; else the package's ``<name>.j2``; else the generic one."""
+    folder = schema.domain.prompts
+    if override:
+        path = Path(override)
+        if not path.suffix and folder is not None:
+            path = folder / f"{override}.j2"
+        if not path.is_file():
+            names = sorted(p.stem for p in folder.glob("*.j2")) if folder and folder.is_dir() else []
+            own = f"{', '.join(names)} (in {folder}) or " if names else ""
+            raise PipelineError(f"prompt {override!r} not found", f"pass {own}a path to a .j2 file")
+        return load_prompt(path)
+    if folder is not None and (folder / f"{name}.j2").is_file():
+        return load_prompt(folder / f"{name}.j2")
+    return generic_prompt(name)

@@ -2,9 +2,13 @@
 
 Each document's text with its records highlighted at their evidence spans (a colour per
 record type, the fields on hover), a side list of records that scrolls to the span, and,
-where a gold file exists, missed gold records and spurious predictions. The HTML comes from
-``pipeline/templates/report.html.j2`` with autoescaping on: document text and record values
-are always escaped, and the page loads nothing from the network.
+where a gold file exists, missed gold records and spurious predictions. The side list holds
+the records as ``pipeline eval`` scores them: the grounded mentions merged into one record per
+thing (``pipeline.merge``), every span of it highlighted, marked by the scorer's own pairing
+(``pipeline.score.match_records``, lenient) against gold read by the scorer's own loader
+(``pipeline.evaluate.load_gold``); ungrounded mentions are listed struck through. The HTML
+comes from ``pipeline/templates/report.html.j2`` with autoescaping on: document text and
+record values are always escaped, and the page loads nothing from the network.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ import jinja2
 
 from pipeline import __version__
 from pipeline.core.errors import InputError
-from pipeline.core.normalize import normalize
 from pipeline.core.schema import RecordType, Schema
-from pipeline.export import run_schema
-from pipeline.merge import record_key
-from pipeline.store.db import Store
+from pipeline.evaluate import GoldSet, load_gold
+from pipeline.merge import abbreviations, merge_type
+from pipeline.score import GoldRecord, match_records
+from pipeline.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: one background colour per record type, in schema order (repeats past ten types)
@@ -42,69 +46,6 @@ PALETTE = (
 )
 
 
-# -- gold matching ---------------------------------------------------------------------
-# A small stand-in for the scorer: a predicted record matches a gold record when every key
-# field, normalized, equals one of the gold alternatives. Kept here, alone, so it can be
-# swapped for pipeline/score.py's pairing.
-
-
-def _alternatives(value: Any) -> set[str]:
-    if isinstance(value, list):
-        return {a for v in value for a in _alternatives(v)}
-    return {normalize(value)}
-
-
-def match_gold(
-    rt: RecordType, predicted: Sequence[dict[str, Any]], gold: Sequence[dict[str, Any]]
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """Status of each predicted record (matched | spurious | optional) and the missed gold records.
-
-    Predictions with the same normalized key are one record (mentions merged across chunks)
-    and share a status. Optional gold records absorb matching predictions without counting.
-    """
-
-    def accepts(g: dict[str, Any], key: tuple[str, ...]) -> bool:
-        return all(k in _alternatives(g.get(name)) for name, k in zip(rt.key_fields, key, strict=True))
-
-    used: set[int] = set()
-    decided: dict[tuple[str, ...], str] = {}
-    statuses: list[str] = []
-    for rec in predicted:
-        key = record_key(rt, rec)
-        if key not in decided:
-            hit = next(
-                (i for i, g in enumerate(gold) if i not in used and not g.get("optional") and accepts(g, key)), None
-            )
-            if hit is not None:
-                used.add(hit)
-                decided[key] = "matched"
-            elif any(g.get("optional") and accepts(g, key) for g in gold):
-                decided[key] = "optional"
-            else:
-                decided[key] = "spurious"
-        statuses.append(decided[key])
-    missed = [g for i, g in enumerate(gold) if i not in used and not g.get("optional")]
-    return statuses, missed
-
-
-def load_gold(gold_dir: Path, doc_id: str) -> dict[str, list[dict[str, Any]]] | None:
-    """``<gold_dir>/<doc_id>.json``'s records by type, or None when there is no gold file."""
-    path = gold_dir / f"{doc_id}.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        records = data["records"]
-        if not isinstance(records, dict):
-            raise TypeError("'records' is not an object")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"gold file {path} is not valid: {type(exc).__name__}: {exc}",
-            'write {"doc_id": ..., "records": {"<type>": [...]}} as in the extraction spec',
-        ) from exc
-    return {str(k): list(v or []) for k, v in records.items()}
-
-
 # -- page model ------------------------------------------------------------------------
 
 
@@ -118,18 +59,23 @@ class Segment:
 
 @dataclass
 class RecordItem:
+    """One merged record (all its mentions' spans) or one ungrounded mention."""
+
     uid: str
     type: str
     type_index: int
     label: str
     fields: dict[str, Any]
     evidence: str | None
-    start: int | None
-    end: int | None
+    spans: list[tuple[int, int]]
     grounded: bool
     alignment: str | None
     status: str | None = None  # matched | spurious | optional; None without gold
     anchor: str | None = None  # id of the first highlighted segment
+
+    @property
+    def start(self) -> int | None:
+        return self.spans[0][0] if self.spans else None
 
 
 @dataclass
@@ -152,6 +98,8 @@ class ReportSummary:
     grounded: int
     gold_documents: int
     counts: dict[str, dict[str, int]]
+    mentions: int = 0  # highlighted spans of the merged records
+    notes: list[str] = field(default_factory=list)
 
 
 def segment(text: str, spans: Sequence[tuple[int, int, str]]) -> list[Segment]:
@@ -169,20 +117,38 @@ def _label(rt: RecordType, rec: dict[str, Any]) -> str:
     return " · ".join(", ".join(map(str, p)) if isinstance(p, list) else str(p) for p in parts if p not in (None, ""))
 
 
-def _gold_label(rt: RecordType, g: dict[str, Any]) -> str:
+def _gold_label(rt: RecordType, g: GoldRecord) -> str:
     def first(v: Any) -> Any:
         return first(v[0]) if isinstance(v, list) and v else v
 
-    return " · ".join(str(first(g.get(k))) for k in rt.key_fields if g.get(k) not in (None, "", []))
+    return " · ".join(str(first(g.values.get(k))) for k in rt.key_fields if g.values.get(k) not in (None, "", []))
+
+
+STATUS = {"found": "matched", "absorbed": "optional", "spurious": "spurious"}
+
+
+def _statuses(
+    rt: RecordType, merged: list[dict[str, Any]], golds: list[GoldRecord]
+) -> tuple[list[str], list[GoldRecord]]:
+    """The scorer's pairing: each merged record matched | optional | spurious, and the missed gold."""
+    m = match_records(rt, merged, golds, "lenient")
+    status = ["spurious"] * len(merged)
+    for pair in m.found:
+        status[pair.pred] = "matched"
+    for pair in m.absorbed:
+        status[pair.pred] = "optional"
+    return status, list(m.missed)
 
 
 def build_pages(
     schema: Schema,
     docs: Sequence[tuple[str, str, str]],
     records: dict[str, dict[str, list[dict[str, Any]]]],
-    gold_dir: Path | None,
+    gold: GoldSet | None,
 ) -> tuple[list[DocPage], dict[str, dict[str, int]]]:
-    """Documents (doc_id, path, text) and their records -> pages, plus counts per record type."""
+    """Documents (doc_id, path, text) and their records -> pages, plus counts per record type
+    (predicted = merged grounded records + ungrounded mentions; matched/spurious/missed as
+    ``pipeline eval`` counts them)."""
     type_index = {rt.name: i for i, rt in enumerate(schema.record_types)}
     counts = {
         rt.name: {"predicted": 0, "grounded": 0, "matched": 0, "spurious": 0, "missed": 0} for rt in schema.record_types
@@ -190,64 +156,88 @@ def build_pages(
     pages: list[DocPage] = []
     uid = 0
     for di, (doc_id, path, text) in enumerate(docs):
-        gold = load_gold(gold_dir, doc_id) if gold_dir else None
+        golds = gold.docs.get(doc_id) if gold is not None else None
+        aliases = abbreviations(text, schema.normalize) if text else None
         items: list[RecordItem] = []
         missed: list[dict[str, Any]] = []
         for rt in schema.record_types:
-            recs = records.get(doc_id, {}).get(rt.name, [])
-            statuses: list[str | None] = [None] * len(recs)
-            if gold is not None:
-                matched, gone = match_gold(rt, recs, gold.get(rt.name, []))
-                statuses = list(matched)
+            rows = records.get(doc_id, {}).get(rt.name, [])
+            grounded = [r for r in rows if _grounded(r, text)]
+            merged = merge_type(rt, grounded, aliases)
+            statuses: list[str | None] = [None] * len(merged)
+            if golds is not None:
+                found, gone = _statuses(rt, merged, list(golds.get(rt.name, [])))
+                statuses = list(found)
                 missed += [
-                    {"type": rt.name, "type_index": type_index[rt.name], "label": _gold_label(rt, g), "fields": g}
+                    {
+                        "type": rt.name,
+                        "type_index": type_index[rt.name],
+                        "label": _gold_label(rt, g),
+                        "fields": dict(g.values),
+                    }
                     for g in gone
                 ]
                 counts[rt.name]["missed"] += len(gone)
-            for rec, status in zip(recs, statuses, strict=True):
+            c = counts[rt.name]
+            for rec, status in zip(merged, statuses, strict=True):
                 uid += 1
-                start, end = rec.get("evidence_start"), rec.get("evidence_end")
-                grounded = (
-                    bool(rec.get("grounded"))
-                    and start is not None
-                    and end is not None
-                    and 0 <= start < end <= len(text)
-                )
-                items.append(
-                    RecordItem(
-                        uid=f"r{uid}",
-                        type=rt.name,
-                        type_index=type_index[rt.name],
-                        label=_label(rt, rec) or rt.name,
-                        fields={f: rec.get(f) for f in rt.value_fields},
-                        evidence=rec.get("evidence"),
-                        start=start if grounded else None,
-                        end=end if grounded else None,
-                        grounded=grounded,
-                        alignment=rec.get("alignment"),
-                        status=status,
-                    )
-                )
-                c = counts[rt.name]
+                spans = [(m["evidence_start"], m["evidence_end"]) for m in rec["mentions"]]
+                items.append(_item(f"r{uid}", rt, type_index[rt.name], rec, spans, True, status))
                 c["predicted"] += 1
-                c["grounded"] += grounded
+                c["grounded"] += 1
                 if status in ("matched", "spurious"):
                     c[status] += 1
+            for rec in rows:
+                if not _grounded(rec, text):
+                    uid += 1
+                    items.append(_item(f"r{uid}", rt, type_index[rt.name], rec, [], False, None))
+                    c["predicted"] += 1
         items.sort(key=lambda r: (r.start is None, r.start or 0, r.type_index))
         by_uid = {r.uid: r for r in items}
-        segments = segment(text, [(r.start, r.end, r.uid) for r in items if r.start is not None and r.end is not None])
+        segments = segment(text, [(a, b, r.uid) for r in items for a, b in r.spans])
         for si, seg in enumerate(segments):
             if not seg.recs:
                 continue
             seg.id = f"s{di}-{si}"
-            inner = min((by_uid[u] for u in seg.recs), key=lambda r: ((r.end or 0) - (r.start or 0), r.type_index))
+            inner = min(
+                (by_uid[u] for u in seg.recs),
+                key=lambda r: (min(b - a for a, b in r.spans), r.type_index),
+            )
             seg.css = f"hl t{inner.type_index}" + (" multi" if len(seg.recs) > 1 else "")
             seg.css += " spurious" if any(by_uid[u].status == "spurious" for u in seg.recs) else ""
             for u in seg.recs:
                 if by_uid[u].anchor is None:
                     by_uid[u].anchor = seg.id
-        pages.append(DocPage(di, doc_id, path, segments, items, missed, gold is not None))
+        pages.append(DocPage(di, doc_id, path, segments, items, missed, golds is not None))
     return pages, counts
+
+
+def _grounded(rec: dict[str, Any], text: str) -> bool:
+    start, end = rec.get("evidence_start"), rec.get("evidence_end")
+    return bool(rec.get("grounded")) and start is not None and end is not None and 0 <= start < end <= len(text)
+
+
+def _item(
+    uid: str,
+    rt: RecordType,
+    type_index: int,
+    rec: dict[str, Any],
+    spans: list[tuple[int, int]],
+    grounded: bool,
+    status: str | None,
+) -> RecordItem:
+    return RecordItem(
+        uid=uid,
+        type=rt.name,
+        type_index=type_index,
+        label=_label(rt, rec) or rt.name,
+        fields={f: rec.get(f) for f in rt.value_fields},
+        evidence=rec.get("evidence"),
+        spans=sorted(spans),
+        grounded=grounded,
+        alignment=rec.get("alignment"),
+        status=status,
+    )
 
 
 def render(**context: Any) -> str:
@@ -273,23 +263,17 @@ def build_report(
     gold_dir = Path(gold) if gold is not None else None
     if gold_dir is not None and not gold_dir.is_dir():
         raise InputError(f"gold folder {gold_dir} does not exist", "pass --gold with a folder of <doc_id>.json files")
+    notes: list[str] = []
     with Store(db, read_only=True) as store:
-        run_id = store.resolve_run(run)
-        loaded = run_schema(store, run_id, schema)
+        run_id = store.resolve_run(run, notes)
+        loaded = store.run_schema(run_id, schema)
         records = store.run_records(run_id, loaded, include_ungrounded=True)
-        docs = [
-            (str(r[0]), str(r[1] or ""), str(r[2] or ""))
-            for r in store.con.execute(
-                "SELECT d.doc_id, d.path, d.text FROM run_documents rd JOIN documents d "
-                "ON d.doc_id = rd.doc_id AND d.doc_sha256 = rd.doc_sha256 WHERE rd.run_id = ? ORDER BY d.doc_id",
-                [run_id],
-            ).fetchall()
-        ]
-        cur = store.con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        names = [d[0] for d in cur.description]
-        run_row = dict(zip(names, cur.fetchone() or (), strict=True))
-    pages, counts = build_pages(loaded, docs, records, gold_dir)
+        docs = store.run_documents(run_id)
+        run_row = store.run_info(run_id)
+    gold_set = load_gold(loaded, gold_dir) if gold_dir is not None else None
+    pages, counts = build_pages(loaded, docs, records, gold_set)
     items = {r.uid: r for p in pages for r in p.records}
+    mentions = sum(len(r.spans) for r in items.values())
     data = {
         uid: {
             "type": r.type,
@@ -328,4 +312,6 @@ def build_report(
         grounded=sum(r.grounded for r in items.values()),
         gold_documents=gold_docs,
         counts=counts,
+        mentions=mentions,
+        notes=notes,
     )

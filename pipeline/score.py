@@ -3,7 +3,8 @@
 The rules (the README's "Evaluation" section says the same for users):
 
 Values
-    Every value is compared in its ``pipeline.core.normalize.normalize`` form. A gold value
+    Every value is compared in its normalized form (``pipeline.core.normalize.normalize`` with
+    the schema's own extra rule, ``RecordType.normalize``). A gold value
     may be a list of acceptable alternatives; a comparison takes the best one. ``null`` is the
     empty string, so ``null`` matches ``null``.
 
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,6 +63,8 @@ from scipy.optimize import linear_sum_assignment
 from pipeline.core.normalize import normalize
 from pipeline.core.schema import FieldInfo, RecordType, Schema
 
+Norm = Callable[[Any], str]
+
 Mode = Literal["lenient", "strict"]
 MODES: tuple[Mode, ...] = ("lenient", "strict")
 #: lenient mode: minimum rapidfuzz ``fuzz.ratio`` (0-100) of two normalized values
@@ -72,10 +75,10 @@ _NUMBERS = re.compile(r"\d+")
 # -- values --------------------------------------------------------------------------------
 
 
-def alternatives(gold: Any) -> list[str]:
+def alternatives(gold: Any, norm: Norm = normalize) -> list[str]:
     """Normalized acceptable forms of a scalar gold value (a value or a list of them)."""
     values = gold if isinstance(gold, list) else [gold]
-    return [normalize(v) for v in values]
+    return [norm(v) for v in values]
 
 
 def text_similarity(pred: str, gold: str, mode: Mode) -> float:
@@ -95,15 +98,17 @@ def is_match(similarity: float, mode: Mode) -> bool:
     return similarity + _EPS >= threshold(mode)
 
 
-def scalar_similarity(pred: Any, gold: Any, mode: Mode) -> float:
-    p = normalize(pred)
-    return max(text_similarity(p, g, mode) for g in alternatives(gold))
+def scalar_similarity(pred: Any, gold: Any, mode: Mode, norm: Norm = normalize) -> float:
+    p = norm(pred)
+    return max(text_similarity(p, g, mode) for g in alternatives(gold, norm))
 
 
-def list_similarity(pred: Sequence[Any] | None, gold: Sequence[Any] | None, mode: Mode) -> float:
+def list_similarity(
+    pred: Sequence[Any] | None, gold: Sequence[Any] | None, mode: Mode, norm: Norm = normalize
+) -> float:
     """Dice overlap (0-100) of a predicted list and a gold list whose items may be alternatives."""
-    p = list(dict.fromkeys(v for v in (normalize(x) for x in pred or []) if v))
-    g = [alternatives(item) for item in gold or []]
+    p = list(dict.fromkeys(v for v in (norm(x) for x in pred or []) if v))
+    g = [alternatives(item, norm) for item in gold or []]
     if not p and not g:
         return 100.0
     if not p or not g:
@@ -116,10 +121,10 @@ def list_similarity(pred: Sequence[Any] | None, gold: Sequence[Any] | None, mode
     return 100.0 * 2 * matched / (len(p) + len(g))
 
 
-def field_similarity(field: FieldInfo, pred: Any, gold: Any, mode: Mode) -> float:
+def field_similarity(field: FieldInfo, pred: Any, gold: Any, mode: Mode, norm: Norm = normalize) -> float:
     if field.is_list:
-        return list_similarity(pred, gold, mode)
-    return scalar_similarity(pred, gold, mode)
+        return list_similarity(pred, gold, mode, norm)
+    return scalar_similarity(pred, gold, mode, norm)
 
 
 def field_matches(field: FieldInfo, similarity: float, mode: Mode) -> bool:
@@ -130,7 +135,7 @@ def field_matches(field: FieldInfo, similarity: float, mode: Mode) -> bool:
 def key_similarity(rt: RecordType, pred: Mapping[str, Any], gold: Mapping[str, Any], mode: Mode) -> tuple[float, bool]:
     """(mean key-field similarity 0-100, whether every key field matches)."""
     keys = [f for f in rt.fields if f.is_key]
-    sims = [field_similarity(f, pred.get(f.name), gold.get(f.name), mode) for f in keys]
+    sims = [field_similarity(f, pred.get(f.name), gold.get(f.name), mode, rt.normalize) for f in keys]
     ok = all(field_matches(f, s, mode) for f, s in zip(keys, sims, strict=True))
     return sum(sims) / len(sims), ok
 
@@ -264,15 +269,15 @@ def _canonical(record: Mapping[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, default=str)
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or value == [] or (not isinstance(value, list) and normalize(value) == "")
+def _is_empty(value: Any, norm: Norm) -> bool:
+    return value is None or value == [] or (not isinstance(value, list) and norm(value) == "")
 
 
-def _field_credit(field: FieldInfo, pred: Any, gold: Any, mode: Mode) -> float | None:
+def _field_credit(field: FieldInfo, pred: Any, gold: Any, mode: Mode, norm: Norm) -> float | None:
     """1/0 (scalar) or Dice overlap 0..1 (list); None when neither side states the field."""
-    if _is_empty(pred) and (gold is None or gold == []):
+    if _is_empty(pred, norm) and (gold is None or gold == []):
         return None
-    sim = field_similarity(field, pred, gold, mode)
+    sim = field_similarity(field, pred, gold, mode, norm)
     if field.is_list:
         return sim / 100
     return 1.0 if is_match(sim, mode) else 0.0
@@ -320,7 +325,9 @@ def score(
                 for f in rt.fields:
                     if f.name == "evidence":
                         continue
-                    credit = _field_credit(f, preds[pair.pred].get(f.name), pair.gold.values.get(f.name), mode)
+                    credit = _field_credit(
+                        f, preds[pair.pred].get(f.name), pair.gold.values.get(f.name), mode, rt.normalize
+                    )
                     if credit is not None:
                         fields[rt.name][f.name][0] += credit
                         fields[rt.name][f.name][1] += 1

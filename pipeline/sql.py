@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import duckdb
 
 from pipeline.core.errors import InputError, PipelineError, StoreError
-from pipeline.store.db import Store
+from pipeline.store import Store
 
 FORMATS = ("table", "csv", "json", "markdown")
 PARAM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)

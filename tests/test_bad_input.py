@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from pipeline.cli import main as cli_main
-from pipeline.store.db import Store
+from pipeline.store import Store
 from tests.conftest import ROOT, FakeProvider
 from tests.test_extract_store import DOC, GOOD, write_doc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.core.schema import load_schema
-from pipeline.store.db import Store
+from pipeline.store import Store
 
 
 def test_bulk_insert_round_trips_values(tmp_path: Path) -> None:

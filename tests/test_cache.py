@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.batch import ExtractConfig, run_extract
-from pipeline.store.db import Store
+from pipeline.store import Store
 from pipeline.store.migrations import MIGRATIONS, m001_core_tables
 from tests.conftest import FakeProvider
 from tests.test_extract_store import DOC, GOOD, rows, write_doc

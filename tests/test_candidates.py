@@ -1,4 +1,5 @@
-"""Candidate generators and the candidate-constrained strategies (no model)."""
+"""Candidate generators (the biomedical package's and the generic ones) and the
+candidate-constrained strategies (no model)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from pathlib import Path
 import duckdb
 
 from pipeline.batch import ExtractConfig, run_extract
-from pipeline.candidates import candidates, is_generic_therapy
+from pipeline.candidates import GENERIC_KINDS, find
+from schemas.biomedical.candidates import KINDS, is_generic_therapy
 from tests.conftest import FakeProvider
+
+
+def candidates(kind: str, text: str) -> list[str]:
+    return find({**GENERIC_KINDS, **KINDS}[kind], text)
+
 
 TEXT = (
     "The FDA granted Fast Track designation to SC291 in lupus nephritis. "
@@ -94,12 +101,12 @@ def test_verb_with_its_object_is_an_action_and_bullets_are_not_titles() -> None:
 
 def test_class_phrase_is_no_therapy_once_a_sentence_ties_it_to_a_product(tmp_path: Path) -> None:
     from pipeline.ingest import read_document
-    from pipeline.strategies import names_a_product
+    from pipeline.strategies.candidates import ties_class_to_name
 
     def doc(text: str) -> bool:
         path = tmp_path / "d.txt"
         path.write_text(text, encoding="utf-8")
-        return names_a_product(read_document(path))
+        return ties_class_to_name(KINDS["therapy"], read_document(path))
 
     assert doc("The patient received ARI-0001 CAR-T cells in March. She recovered well.\n")
     # a product of another class elsewhere does not make the CAR-T therapy a mere description
@@ -137,19 +144,22 @@ def test_select_asks_for_no_more_items_than_distinct_key_candidates() -> None:
     from typing import Any
 
     from pipeline.core.schema import load_schema
-    from pipeline.strategies import CandidateStrategy, field_specs
+    from pipeline.strategies import field_specs
+    from pipeline.strategies.candidates import CandidateStrategy
 
-    rt = load_schema("biomedical").record_type("people")
-    specs = field_specs(rt)
+    schema = load_schema("biomedical")
+    rt = schema.record_type("people")
+    specs = field_specs(rt, schema)
     seen: dict[str, Any] = {}
 
-    class Client:
-        def create(self, response_model: Any, **_: Any) -> Any:
+    class Calls:
+        def structured(self, response_model: Any, messages: Any, **_: Any) -> Any:
             seen["schema"] = response_model.model_json_schema()
             return response_model(items=[])
 
-    ctx = SimpleNamespace(provider=SimpleNamespace(decoding={"max_tokens": 1024}), max_retries=0)
+    strategy = CandidateStrategy()
+    strategy.render = lambda *args, **kwargs: []  # type: ignore[method-assign]
     for names, limit in ([["Peter Maag", "Peter Maag"], 1], [["A Bee", "C Dee", "E Eff"], 3]):
         cands = {s.name: [] for s in specs} | {"name": [(n, i * 20, i * 20 + len(n)) for i, n in enumerate(names)]}
-        CandidateStrategy()._select(Client(), rt, specs, cands, [], ctx)  # type: ignore[arg-type]
+        strategy.select(Calls(), rt, specs, cands, "", SimpleNamespace())  # type: ignore[arg-type]
         assert seen["schema"]["properties"]["items"]["maxItems"] == limit

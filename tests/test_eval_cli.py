@@ -15,8 +15,8 @@ import pytest
 from pipeline.cli.main import main
 from pipeline.core.schema import load_schema
 from pipeline.evaluate import GoldError, evaluate, load_gold
+from pipeline.store import Store
 from pipeline.store import db as store_db
-from pipeline.store.db import Store
 from pipeline.store.migrations import MIGRATIONS
 from tests.conftest import FakeProvider
 from tests.test_extract_store import GOOD, extract, write_doc

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.batch import ExtractConfig, run_extract
 from pipeline.core.errors import StoreError
-from pipeline.store.db import Store
+from pipeline.store import Store
 from pipeline.store.migrations import MIGRATIONS
 from tests.conftest import FakeProvider
 

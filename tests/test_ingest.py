@@ -6,8 +6,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import InputError
+from pipeline.core.schema import load_schema
 from pipeline.ingest import clean_text_spans, read_document, read_documents
 from tests.conftest import SEED_000, SEED_003
+
+#: the seeds are biomedical web dumps: PubMed furniture is the biomedical package's cleaning rule
+BIOMEDICAL = load_schema("biomedical").domain.cleaning
 
 # Sentences (or their distinctive parts) that hold facts the spec asks for: must survive cleaning.
 KEEP = {
@@ -77,14 +81,14 @@ def squash(text: str) -> str:
 
 @pytest.mark.parametrize("path", [SEED_000, SEED_003], ids=["000", "003"])
 def test_cleaning_keeps_fact_sentences(path: Path) -> None:
-    cleaned = squash(read_document(path).cleaned_text)
+    cleaned = squash(read_document(path, BIOMEDICAL).cleaned_text)
     missing = [s for s in KEEP[path] if squash(s) not in cleaned]
     assert missing == []
 
 
 @pytest.mark.parametrize("path", [SEED_000, SEED_003], ids=["000", "003"])
 def test_cleaning_drops_boilerplate(path: Path) -> None:
-    cleaned = squash(read_document(path).cleaned_text)
+    cleaned = squash(read_document(path, BIOMEDICAL).cleaned_text)
     leaked = [s for s in DROP[path] if squash(s) in cleaned]
     assert leaked == []
 
@@ -105,6 +109,27 @@ def test_reference_list_kept_but_menus_dropped() -> None:
     assert "• Home" not in joined and "• About" not in joined
     assert "Body sentence one. Body two." in joined
     assert "1. A paper. J Med. 2020." in joined
+
+
+def test_lists_of_content_are_kept() -> None:
+    """Short bullets are navigation only in a run of three or more with no number that no
+    line ending in ':' introduces: an adverse-event list or invoice lines are content."""
+    events = "Adverse events were:\n- Nausea\n- Fatigue\n- Headache\n"
+    invoice = "Invoice 12\n- 2 x Widget\n- 1 x Gadget\n- 3 x Gizmo\n"
+    graded = "Events\n- Nausea grade 2\n- Rash grade 1\n- Fever grade 3\n"
+    for text in (events, invoice, graded):
+        joined = "\n".join(text[s.start : s.end] for s in clean_text_spans(text))
+        assert joined.rstrip("\n") == text.rstrip("\n"), text
+    two = "Story.\n- Home\n- News\nMore story.\n"  # too short a run to call a menu
+    assert "- News" in "\n".join(two[s.start : s.end] for s in clean_text_spans(two))
+
+
+def test_schema_packages_add_cleaning_rules() -> None:
+    text = "Abstract\nA finding.\nMeSH terms\nHumans\nReferences\n1. A paper. 2020.\n"
+    generic = "\n".join(text[s.start : s.end] for s in clean_text_spans(text))
+    biomedical = "\n".join(text[s.start : s.end] for s in clean_text_spans(text, BIOMEDICAL))
+    assert "Humans" in generic and "Humans" not in biomedical
+    assert "1. A paper. 2020." in biomedical
 
 
 def test_stop_section_ends_at_content_heading() -> None:

@@ -18,19 +18,21 @@ TEXT = (
     "CD19 (the B-cell marker) was the target."
 )
 
+SCHEMA = load_schema("biomedical")
+
 
 def rec(name: str, start: int, **kw: Any) -> dict[str, Any]:
     return {"name": name, "evidence": name, "evidence_start": start, "evidence_end": start + len(name), **kw}
 
 
 def test_abbreviations_map_both_forms_to_the_expansion() -> None:
-    aliases = abbreviations(TEXT)
+    aliases = abbreviations(TEXT, SCHEMA.normalize)
     assert aliases["fda"] == "food and drug administration"
     assert aliases["nmosd"] == "neuromyelitis optica spectrum disorder"
     assert "cd19" not in aliases  # a one-word "expansion" is not trusted
-    assert canonical("U.S. Food and Drug Administration", aliases) == "food and drug administration"
-    assert canonical("FDA.", aliases) == "food and drug administration"
-    assert canonical("Kyverna", aliases) == "kyverna"
+    assert canonical("U.S. Food and Drug Administration", aliases, SCHEMA.normalize) == "food and drug administration"
+    assert canonical("FDA.", aliases, SCHEMA.normalize) == "food and drug administration"
+    assert canonical("Kyverna", aliases, SCHEMA.normalize) == "kyverna"
 
 
 def test_abbreviation_and_expansion_merge_into_one_record_with_all_mentions() -> None:

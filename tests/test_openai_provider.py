@@ -20,7 +20,7 @@ from pipeline.batch import ExtractConfig, run_extract
 from pipeline.core.errors import ProviderError
 from pipeline.providers import get_provider
 from pipeline.providers.openai_compat import NO_KEY, OpenAIProvider
-from pipeline.store.db import Store
+from pipeline.store import Store
 from tests.conftest import ROOT, FakeProvider
 from tests.realserver import SERVER_FLAGS, write_tiny
 from tests.test_extract_store import DOC, GOOD, write_doc

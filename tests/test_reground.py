@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from pipeline.batch import ExtractConfig, RunSummary, run_extract
-from pipeline.store.db import Store
+from pipeline.store import Store
 from tests.conftest import FakeProvider
 
 DOC = "KYV-101 is a CD19 CAR T cell therapy. Kyverna Therapeutics develops KYV-101 for myasthenia gravis."

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.core.errors import InputError
 from pipeline.core.schema import load_schema
-from pipeline.report import Segment, build_report, match_gold, segment
+from pipeline.evaluate import GoldError
+from pipeline.report import Segment, build_report, segment
 from tests.conftest import FakeProvider
 from tests.records_db import DES, KYV, build, extract, write_docs
 
@@ -41,30 +42,25 @@ def test_segments_split_at_every_boundary_of_overlapping_spans() -> None:
     assert segment(text, []) == [Segment(text, [])]
 
 
-def test_match_gold_pairs_on_normalized_key_fields() -> None:
-    rt = SCHEMA.record_type("regulatory_events")
-    pred = [
-        {"agency": "FDA", "action": "Rare Pediatric Disease Designation", "therapy": "Descartes-08"},
+def test_report_marks_records_as_eval_scores_them(tmp_path: Path, db: Path) -> None:
+    """One matcher and one gold loader: the report's matched/spurious/missed are eval's tp/fp/fn."""
+    from pipeline.evaluate import evaluate
+
+    build(tmp_path, db)
+    gold = write_gold(
+        tmp_path / "gold",
+        "des",
         {
-            "agency": "fda",
-            "action": "rare pediatric disease designation.",
-            "therapy": "Descartes\u201108",
-        },  # same thing
-        {"agency": "EMA", "action": "PRIME", "therapy": "Descartes-08"},  # optional in gold
-        {"agency": "FDA", "action": "approval", "therapy": "KYV-101"},  # spurious
-    ]
-    gold = [
-        {
-            "agency": ["FDA", "U.S. Food and Drug Administration"],
-            "action": "Rare Pediatric Disease Designation",
-            "therapy": "Descartes-08",
+            "article": [{"title": "Descartes-08 Receives Designation"}],
+            "therapies": [{"name": ["Descartes-08", "Descartes 08"]}, {"name": "rapamycin"}],
+            "regulatory_events": [{"agency": "FDA", "action": "approval", "therapy": "Descartes-08"}],
         },
-        {"agency": "EMA", "action": "PRIME", "therapy": "Descartes-08", "optional": True},
-        {"agency": "FDA", "action": "Orphan Drug Designation", "therapy": "Descartes-08"},  # missed
-    ]
-    statuses, missed = match_gold(rt, pred, gold)
-    assert statuses == ["matched", "matched", "optional", "spurious"]
-    assert missed == [gold[2]]
+    )
+    report = build_report(db=db, out=tmp_path / "r.html", gold=gold)
+    card = evaluate(db=db, gold_dir=gold, docs_dir=tmp_path / "docs", save=False)
+    for name, s in card.per_type.items():
+        c = report.counts[name]
+        assert (c["matched"], c["spurious"], c["missed"]) == (s.tp, s.fp, s.fn), name
 
 
 # -- the page ----------------------------------------------------------------------
@@ -114,7 +110,7 @@ def test_gold_errors(tmp_path: Path, db: Path) -> None:
         build_report(db=db, out=tmp_path / "r.html", gold=tmp_path / "nope")
     (tmp_path / "gold").mkdir()
     (tmp_path / "gold" / "des.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(InputError, match=r"gold file .*des.json is not valid"):
+    with pytest.raises(GoldError, match=r"gold file .*des.json is not valid JSON"):
         build_report(db=db, out=tmp_path / "r.html", gold=tmp_path / "gold")
     assert not (tmp_path / "r.html").exists()
 

@@ -97,12 +97,25 @@ def test_schema_module_that_raises_on_import(tmp_path: Path) -> None:
         load_schema(f"{path}:X")
 
 
-def test_record_without_evidence_rejected(tmp_path: Path) -> None:
-    path = tmp_path / "noev.py"
+def test_plain_schema_gets_defaults_with_warnings(tmp_path: Path) -> None:
+    """No evidence field: one is added. No key marks: the required text fields are the keys."""
+    path = tmp_path / "drugs.py"
     path.write_text(
-        "from pydantic import BaseModel\nclass R(BaseModel):\n    name: str\n"
-        "class S(BaseModel):\n    rs: list[R] = []\n",
+        "from pydantic import BaseModel\n"
+        "class DrugEvent(BaseModel):\n    drug: str\n    event: str\n    dose: str | None = None\n"
+        "class DrugEvents(BaseModel):\n    events: list[DrugEvent] = []\n",
         encoding="utf-8",
     )
-    with pytest.raises(SchemaError, match="has no 'evidence' field"):
-        load_schema(f"{path}:S")
+    schema = load_schema(f"{path}:DrugEvents")
+    (rt,) = schema.record_types
+    assert schema.name == "drug_events" and rt.name == "events"
+    assert rt.key_fields == ["drug", "event"] and "evidence" in rt.model.model_fields
+    assert schema.warnings == (
+        "events: no 'evidence' field, one was added (a verbatim quote grounds each record)",
+        'events: no key marks, keyed on drug, event (mark keys with Field(json_schema_extra={"key": True}))',
+    )
+    ok = schema.model.model_validate({"events": [{"drug": "a", "event": "b", "evidence": "a b"}]})
+    assert ok.events[0].evidence == "a b"  # type: ignore[attr-defined]
+    # a record model given as the schema is one record type of its own
+    single = load_schema(f"{path}:DrugEvent")
+    assert [rt.name for rt in single.record_types] == ["drug_event"] and single.record_types[0].many

@@ -14,7 +14,7 @@ from pipeline.cli.main import main
 from pipeline.core.errors import InputError, StoreError
 from pipeline.core.schema import describe, load_schema
 from pipeline.sql import QueryError, list_tables, parse_params, read_query, run_query, to_csv, to_json, to_markdown
-from pipeline.store.db import Store
+from pipeline.store import Store
 from pipeline.store.views import CORE_TABLES, view_name
 from tests.conftest import FakeProvider
 from tests.records_db import DES, DES_OUT, KYV, KYV_OUT, build, extract, write_docs
@@ -168,7 +168,7 @@ def test_views_are_derived_from_any_schema_and_never_take_a_table_name(tmp_path:
         documents: list[Item] = []  # a record type named like a core table
         items: list[Item] = []
 
-    schema = describe(Shelf, "shelf")
+    schema = describe(Shelf)
     with Store(db) as store:
         store.ensure_record_tables(schema)
         names = store.ensure_views(schema)

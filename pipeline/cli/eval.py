@@ -26,7 +26,7 @@ def eval_(
     include_ungrounded: Annotated[
         bool, typer.Option(help="also score records whose evidence was not found in the text")
     ] = False,
-    schema: Annotated[str, typer.Option(help="built-in schema name or module:Class")] = "biomedical",
+    schema: Annotated[str | None, typer.Option(help="schema to read the run with [default: the run's own]")] = None,
     compare: Annotated[
         tuple[str, str] | None,
         typer.Option(metavar="RUN_A RUN_B", help="per-type F1 deltas and flipped gold records, B against A"),

@@ -19,7 +19,10 @@ DEFAULT_DB = Path("data/pipeline.duckdb")
 def extract(
     paths: Annotated[list[Path], typer.Argument(help=".txt, .md or .html files, or folders of them")],
     db: Annotated[Path, typer.Option(help="DuckDB file to write")] = DEFAULT_DB,
-    schema: Annotated[str, typer.Option(help="built-in schema name or module:Class")] = "biomedical",
+    schema: Annotated[
+        str | None,
+        typer.Option(help="built-in schema name, module:Class or path/file.py:Class [default: the built-in default]"),
+    ] = None,
     model: Annotated[str, typer.Option(help="local | local:/path/model.gguf | openai:<name>")] = "local",
     strategy: Annotated[str | None, typer.Option(help="extraction strategy (default: the model's)")] = None,
     prompt: Annotated[str | None, typer.Option(help="prompt name under prompts/ or a .j2 file")] = None,
@@ -53,6 +56,7 @@ def extract(
 ) -> None:
     """Extract records from documents into DuckDB and print a summary."""
     from pipeline.batch import ExtractConfig, run_extract
+    from pipeline.core.schema import DEFAULT_SCHEMA
 
     console = Console(stderr=True)
     logging.getLogger("instructor").addHandler(logging.NullHandler())  # every attempt is in llm_calls
@@ -60,7 +64,7 @@ def extract(
         paths,
         db=db,
         config=ExtractConfig(
-            schema=schema,
+            schema=schema or DEFAULT_SCHEMA,
             model=model,
             strategy=strategy,
             prompt=prompt,

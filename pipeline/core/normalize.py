@@ -1,45 +1,52 @@
-"""Value normalization shared by grounding, merging and scoring (see the spec's Scoring).
+"""Text folding shared by grounding, merging and scoring: one table, used everywhere.
 
-``normalize``: Unicode NFKC, case-fold, unify dashes and quotes, collapse whitespace, strip
-surrounding punctuation and a trailing citation marker ("infection.4" -> "infection",
-"infection [4]" -> "infection").
+``fold``: Unicode NFKC, dashes and quotes unified (``FOLD_TABLE``), case-folded, whitespace
+collapsed. Grounding folds character by character with a map back to offsets
+(``pipeline.ground.folded_with_map``) using the same ``fold_char``.
+
+``normalize``: the comparable form of a value for merging and scoring: ``fold``, then the
+schema's own extra rule if it has one (``Domain.normalize``, e.g. a citation marker stripped),
+then surrounding punctuation stripped.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
-DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u00ad"), "-")
-QUOTES = dict.fromkeys(map(ord, "\u2018\u2019\u201a\u201b\u2032\u0060\u00b4"), "'") | dict.fromkeys(
-    map(ord, "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"), '"'
+DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u00ad"
+SINGLE_QUOTES = "\u2018\u2019\u201a\u201b\u2032\u0060\u00b4"
+DOUBLE_QUOTES = "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"
+FOLD_TABLE = (
+    dict.fromkeys(map(ord, DASHES), "-")
+    | dict.fromkeys(map(ord, SINGLE_QUOTES), "'")
+    | dict.fromkeys(map(ord, DOUBLE_QUOTES), '"')
 )
-_SURROUNDING = " \t\n\r.,;:!?\"'()[]{}*"
-_CITATION = re.compile(r"(?<=[^\W\d_])([.,;:)\]]?)(\d{1,3}(?:[,\u2013-]\d{1,3})*)$")
-_BRACKET_CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\]$")
+SURROUNDING = " \t\n\r.,;:!?\"'()[]{}*"
+
+#: an extra normalization step a schema adds (applied to the folded value)
+Normalizer = Callable[[str], str]
+
+
+def fold_char(c: str) -> str:
+    """One character folded: NFKC, the dash/quote table, case-fold (may give several chars)."""
+    return unicodedata.normalize("NFKC", c).translate(FOLD_TABLE).casefold()
 
 
 def fold(text: str) -> str:
-    """NFKC + case-fold + unified dashes/quotes + single spaces. Keeps punctuation."""
-    text = unicodedata.normalize("NFKC", text).translate(DASHES).translate(QUOTES).casefold()
+    """NFKC + unified dashes/quotes + case-fold + single spaces. Keeps punctuation."""
+    text = unicodedata.normalize("NFKC", text).translate(FOLD_TABLE).casefold()
     return " ".join(text.split())
 
 
-def strip_citation_marker(text: str) -> str:
-    """'infection.4' -> 'infection.', 'patients.3' -> 'patients.', 'infection [4, 5]' -> 'infection';
-    'ARI-0001' and 'CD19' unchanged."""
-    text = _BRACKET_CITATION.sub("", text)
-    m = _CITATION.search(text)
-    if m and m.group(1):  # only a number glued to punctuation is a marker; CD19 is a name
-        return text[: m.start(2)]
-    return text
-
-
-def normalize(value: Any) -> str:
+def normalize(value: Any, extra: Normalizer | None = None) -> str:
     """The comparable form of a scalar value ('' for None)."""
     if value is None:
         return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 683000000.0 and 683000000 are one number
     text = fold(str(value))
-    text = strip_citation_marker(text).strip(_SURROUNDING)
-    return text
+    if extra is not None:
+        text = extra(text)
+    return text.strip(SURROUNDING)

@@ -34,8 +34,9 @@ class Provider(ABC):
     model_id: str = "unknown"
     #: how instructor asks for structured output
     mode: instructor.Mode = instructor.Mode.JSON_SCHEMA
-    #: extraction strategy used when the user names none: capable models get ``direct``
-    default_strategy: str = "direct"
+    #: extraction strategy used when the user names none: capable models get ``direct``;
+    #: None leaves the choice to the schema package (the embedded model)
+    default_strategy: str | None = "direct"
     #: decoding parameters; part of the cache key
     decoding: dict[str, Any]
     #: other options that change what the model is sent (part of the cache key when set)
@@ -49,7 +50,9 @@ class Provider(ABC):
 
     @abstractmethod
     def create(self, **kwargs: Any) -> ChatCompletion:
-        """One chat completion, OpenAI-shaped. Raises on transport errors."""
+        """One chat completion, OpenAI-shaped. Raises on transport errors. A remote provider
+        gets ``timeout`` (seconds); an in-process one gets ``deadline`` (a ``time.monotonic()``
+        value) and stops generating there, as if ``max_tokens`` had been reached."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text``; providers with a tokenizer override this."""

@@ -214,9 +214,15 @@ def m004_entities(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m005_schema_spec(con: duckdb.DuckDBPyConnection) -> None:
+    """How to load a run's schema again (``runs.schema_name`` is now the schema's own name)."""
+    con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS schema_spec VARCHAR")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_core_tables", m001_core_tables),
     ("002_eval_tables", m002_eval_tables),
     ("003_llm_cache", m003_llm_cache),
     ("004_entities", m004_entities),
+    ("005_schema_spec", m005_schema_spec),
 ]

@@ -8,7 +8,7 @@ Records reused from an earlier run are included: a run's records are found throu
 record type's view together (type, key-field label, fields as JSON, evidence).
 
 The same SELECT, for one chosen run instead of the latest, feeds ``pipeline export``.
-Everything here is derived from the schema's record types; nothing names a biomedical type.
+Everything here is derived from the schema's record types; nothing names a domain's type.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import duckdb
 
 from pipeline.core.errors import StoreError
 from pipeline.core.schema import RecordType, Schema
+from pipeline.store.db import quote, table_names
 
 #: tables the pipeline owns; a view never takes one of these names
 CORE_TABLES = frozenset(
@@ -48,13 +49,6 @@ FINISHED = "('completed', 'completed_with_failures')"
 def sql_string(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def table_names(con: duckdb.DuckDBPyConnection, kind: str = "BASE TABLE") -> set[str]:
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = ?", [kind]
-    ).fetchall()
-    return {str(r[0]) for r in rows}
 
 
 def view_name(record_type: str, taken: set[str]) -> str:
@@ -105,7 +99,7 @@ def record_select(
     doc_title, doc_path, doc_sha256, run_id (the run the row belongs to), record_id, chunk_id.
     """
     table = f"rec_{rt.name}"
-    fields = [f"r.{name}" for name in rt.value_fields]
+    fields = [f"r.{quote(name)}" for name in rt.value_fields]
     title_rt = title_record_type(schema)
     title_join = ""
     title_sql = "NULL"
@@ -155,8 +149,8 @@ def all_records_select(schema: Schema, names: dict[str, str]) -> str:
     """Every record type's view in one: type, key-field label, fields as JSON, evidence, document."""
     parts = []
     for rt in schema.record_types:
-        label = ", ".join(f"CAST(v.{k} AS VARCHAR)" for k in rt.key_fields)
-        fields = ", ".join(f"{f} := v.{f}" for f in rt.value_fields)
+        label = ", ".join(f"CAST(v.{quote(k)} AS VARCHAR)" for k in rt.key_fields)
+        fields = ", ".join(f"{quote(f)} := v.{quote(f)}" for f in rt.value_fields)
         parts.append(
             f"SELECT v.doc_id, {sql_string(rt.name)} AS record_type, concat_ws(' · ', {label}) AS label, "
             f"to_json(struct_pack({fields})) AS fields, v.evidence, v.evidence_start, v.evidence_end, "

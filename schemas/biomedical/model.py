@@ -1,9 +1,12 @@
-"""Biomedical therapy-news schema: the record types of ../shared/spec/extraction-spec.md.
+"""The biomedical record types of ../shared/spec/extraction-spec.md, as pydantic models.
 
-A schema for the pipeline is a pydantic model whose fields are the record types. Each
-field is either ``list[Record]`` or ``Record | None`` (a document-level record such as
-``article``). Every record model has an ``evidence`` field (a verbatim quote) and marks
-its key fields -- the ones the scorer pairs records on -- with ``json_schema_extra=KEY``.
+The container ``Biomedical`` has one field per record type: ``list[Record]`` or
+``Record | None`` (one per document, ``article``). Every record has ``evidence`` (a verbatim
+quote) and marks its key fields -- the ones merging and scoring pair records on -- with
+``json_schema_extra={"key": True}``. Fields that the candidate strategies fill from spans of
+the text declare ``{"candidates": <kind>}`` (kinds: ``schemas/biomedical/candidates.py`` and
+the generic ones in ``pipeline/candidates.py``); ``primary`` marks the key a record is built
+around and ``candidates_scope: "chunk"`` lets a value come from anywhere in the chunk.
 
 String lengths are bounded: constrained decoding turns ``max_length`` into a grammar
 bound, which stops a small model from running away inside a string.
