@@ -433,7 +433,9 @@ def merged_entities(
                 label = " · ".join(str(rec.get(k)) for k in rt.key_fields if rec.get(k) not in (None, ""))
                 out.append(
                     {
-                        "entity_id": digest([run_id, doc_id, rt_name, list(record_key(rt, rec))], 24),
+                        "entity_id": digest(
+                            [run_id, doc_id, rt_name, list(record_key(rt, rec)), rec["mentions"][0]["record_id"]], 24
+                        ),
                         "doc_id": doc_id,
                         "record_type": rt_name,
                         "label": label,

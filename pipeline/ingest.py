@@ -12,7 +12,9 @@ content, so every later offset still points into the text the user gave us.
      numbers, unless a line ending in ":" introduces them (a list of adverse events or of
      invoice lines is content);
   3. whole sections that start at a boilerplate heading ("Related Articles", "Learn More",
-     ...) and run until the next content heading ("References", "Abstract", ...).
+     ...) and run until the next content heading ("References", "Abstract", ...); such a
+     heading directly followed by a paragraph of running prose is a widget label in the
+     middle of the article, and only the label is dropped.
   A schema package adds its own lines and headings (``Domain.cleaning``).
 """
 
@@ -100,6 +102,19 @@ def _navigation(lines: list[str]) -> set[int]:
     return out
 
 
+#: a paragraph of this many words, in two or more sentences, is running prose
+PROSE_WORDS = 25
+
+
+def _is_prose(line: str) -> bool:
+    """A paragraph of running prose (not a teaser excerpt cut off with an ellipsis)."""
+    return (
+        len(line.split()) >= PROSE_WORDS
+        and bool(re.search(r"[a-z0-9)][.!?][\"”’)]?\s+[A-Z“\"]", line))
+        and not line.rstrip().endswith(("…", "..."))
+    )
+
+
 def clean_text_spans(text: str, cleaning: Cleaning | None = None) -> list[Span]:
     """Spans of ``text`` that are main content, by the line rules in the module docstring
     and the schema package's own (``cleaning``)."""
@@ -119,7 +134,10 @@ def clean_text_spans(text: str, cleaning: Cleaning | None = None) -> list[Span]:
             keep.append(False)
             continue
         if SECTION_STOP.match(line) or (extra.section_stops and extra.section_stops.match(line)):
-            in_stop_section = True
+            following = next((x.strip() for x in raw_lines[i + 1 :] if x.strip()), "")
+            in_stop_section = not _is_prose(following)  # else a widget label: the article goes on
+            keep.append(False)
+            continue
         elif (
             in_stop_section
             and len(line.split()) <= 3

@@ -1,6 +1,7 @@
 """One record per real-world thing per document: merge mentions across chunks.
 
-Records of one type in one document are grouped when their key fields normalize equal.
+Records of one type in one document are grouped when their key fields normalize equal (and
+no field marked ``distinguishes`` holds two different values).
 Where the document defines an abbreviation ("neuromyelitis optica spectrum disorder
 (NMOSD)"), found with the Schwartz-Hearst algorithm (the ``abbreviations`` package), the
 abbreviation and its expansion -- also with a qualifier in front ("U.S. Food and Drug
@@ -33,7 +34,7 @@ def abbreviations(text: str, normalize: Callable[[Any], str]) -> Aliases:
     out: Aliases = {}
     for short, long in pairs.items():
         s, lf = normalize(short), normalize(long)
-        if s and lf and len(lf.split()) > 1:  # "CD19 (cluster ...)": one-word expansions are too loose
+        if s and lf and len(lf.split()) > 1:  # "ABC (antigen ...)": one-word expansions are too loose
             out[s] = lf
             out[lf] = lf
     return out
@@ -58,12 +59,25 @@ def record_key(rt: RecordType, record: dict[str, Any], aliases: Aliases | None =
 
 
 def merge_type(rt: RecordType, records: list[dict[str, Any]], aliases: Aliases | None = None) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    distinct = [f.name for f in rt.fields if f.distinguishes]
+
+    def compatible(merged: dict[str, Any], rec: dict[str, Any]) -> bool:
+        """Equal keys, and no distinguishing field stated differently by the two."""
+        for name in distinct:
+            a, b = rt.normalize(merged.get(name)), rt.normalize(rec.get(name))
+            if a and b and a != b:
+                return False
+        return True
+
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    out: list[dict[str, Any]] = []
     for rec in sorted(records, key=lambda r: (r.get("evidence_start") is None, r.get("evidence_start") or 0)):
         key = record_key(rt, rec, aliases)
-        if key not in groups:
-            groups[key] = {**rec, "mentions": []}
-        merged = groups[key]
+        merged = next((m for m in groups.get(key, []) if compatible(m, rec)), None)
+        if merged is None:
+            merged = {**rec, "mentions": []}
+            groups.setdefault(key, []).append(merged)
+            out.append(merged)
         for f in rt.fields:
             if f.name == "evidence":
                 continue
@@ -76,7 +90,6 @@ def merge_type(rt: RecordType, records: list[dict[str, Any]], aliases: Aliases |
         merged["mentions"].append(
             {k: rec.get(k) for k in ("evidence", "evidence_start", "evidence_end", "chunk_id", "record_id")}
         )
-    out = list(groups.values())
     if not rt.many:
         return out[:1]
     return out

@@ -12,9 +12,9 @@ Values
     - lenient: a value matches when rapidfuzz ``fuzz.ratio`` (normalized Indel similarity,
       0-100) with an alternative, hyphens read as spaces, is at least ``LENIENT_THRESHOLD``
       (90) *and* both strings contain the same numbers in the same order. ``ratio`` compares
-      whole strings, so spelling and spacing variants match ("car-t" / "car t", "systemic" /
-      "systematic" is 96.6) while a generic term does not match a specific one ("lupus" /
-      "systemic lupus erythematosus" is 30); ``token_set_ratio`` scores that pair 100, which
+      whole strings, so spelling and spacing variants match ("x-ray" / "x ray", "systemic" /
+      "systematic" is 96.6) while a generic term does not match a specific one ("arthritis" /
+      "juvenile idiopathic arthritis" is 47); ``token_set_ratio`` scores that pair 100, which
       would pair different real-world things. The number rule keeps codes apart that differ
       in a digit ("kyv-101" / "kyv-1010" is 93.3, "ct103a ..." / "ct104a ..." passes 90).
     - list fields (``indications``): items pair one-to-one, each pair matching as above; the

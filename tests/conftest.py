@@ -20,14 +20,19 @@ SEED_000 = SEEDS / "000_f035196669275c73.txt"
 SEED_003 = SEEDS / "003_15b3c25d52d80357.txt"
 
 
+class Cut(str):
+    """A queued output the model stopped writing at ``max_tokens`` (finish_reason "length")."""
+
+
 def completion(content: str, prompt_tokens: int = 10, completion_tokens: int = 5) -> ChatCompletion:
+    finish = "length" if isinstance(content, Cut) else "stop"
     return ChatCompletion.model_validate(
         {
             "id": "fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": "fake",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,

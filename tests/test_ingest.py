@@ -132,6 +132,16 @@ def test_schema_packages_add_cleaning_rules() -> None:
     assert "1. A paper. 2020." in biomedical
 
 
+def test_widget_label_before_prose_drops_only_the_label() -> None:
+    body = (
+        "The agency has approved the drug for adults with the disease, the first new option in a decade. "
+        "It was studied in two trials with more than a thousand patients in twelve countries."
+    )
+    text = f"A Title Line Here\n\nSimilar articles\n\n{body}\n\nRelated Articles\nTeaser one\nTeaser two\n"
+    joined = "\n".join(text[s.start : s.end] for s in clean_text_spans(text))
+    assert body in joined and "Similar articles" not in joined and "Teaser" not in joined
+
+
 def test_stop_section_ends_at_content_heading() -> None:
     text = "Story body.\nRelated Articles\nTeaser one\nTeaser two\nReferences\n1. Ref one. 2020.\n"
     joined = "\n".join(text[s.start : s.end] for s in clean_text_spans(text))

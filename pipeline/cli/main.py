@@ -26,12 +26,14 @@ def _root() -> None:
 def _register() -> None:
     from pipeline.cli import eval as eval_cmd
     from pipeline.cli import export, extract, report, sql
+    from pipeline.cli import schema as schema_cmd
 
     app.command("extract")(extract.extract)
     app.command("eval")(eval_cmd.eval_)
     app.command("sql")(sql.sql)
     app.command("export")(export.export)
     app.command("report")(report.report)
+    app.add_typer(schema_cmd.app, name="schema")
 
 
 def main() -> None:

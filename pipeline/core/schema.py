@@ -7,7 +7,8 @@ The schema contract (README, "Schemas"):
   one record type (many per document);
 - key fields -- the ones merging and scoring pair records on -- carry
   ``json_schema_extra={"key": True}``; a record type without key marks gets its required
-  text fields as keys (else its first text field), with a warning;
+  text fields as keys (else its first text field), with a warning; a non-key field marked
+  ``{"distinguishes": True}`` keeps records with equal keys apart when its values differ;
 - every record has an ``evidence`` string (a verbatim quote); one is added, with a warning,
   where the model has none;
 - a module may export ``DOMAIN`` (``pipeline.core.domain.Domain``) to add prompts, candidate
@@ -51,6 +52,9 @@ class FieldInfo:
     is_key: bool
     required: bool
     sql_type: str
+    #: ``json_schema_extra={"distinguishes": True}``: records with equal keys but different
+    #: values here are different things (two unphased trials of one drug, by name)
+    distinguishes: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,7 +201,11 @@ def describe(model: type[BaseModel], domain: Domain | None = None, spec: str = "
         for fname, finfo in record.model_fields.items():
             extra = finfo.json_schema_extra if isinstance(finfo.json_schema_extra, dict) else {}
             sql, is_list = _sql_type(finfo.annotation)
-            fields.append(FieldInfo(fname, is_list, bool(extra.get("key")), finfo.is_required(), sql))
+            fields.append(
+                FieldInfo(
+                    fname, is_list, bool(extra.get("key")), finfo.is_required(), sql, bool(extra.get("distinguishes"))
+                )
+            )
         if not any(f.is_key for f in fields):
             keys = _default_keys(fields)
             if not keys:
@@ -230,6 +238,8 @@ def _import(module_name: str) -> types.ModuleType:
         sys.path.append(str(PROJECT_ROOT))
     try:
         path = Path(module_name)
+        if path.name == "__init__.py":
+            path = path.parent  # a package given by its __init__.py: import it as the package
         if module_name.endswith(".py") or path.is_dir():
             file = path / "__init__.py" if path.is_dir() else path
             if not file.is_file():
@@ -260,6 +270,25 @@ def _import(module_name: str) -> types.ModuleType:
         ) from exc
 
 
+def _only_container(module: types.ModuleType, spec: str) -> type[BaseModel]:
+    """The one container model a module defines (a model with record-type fields)."""
+    found = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseModel)
+        and obj.__module__ == module.__name__
+        and any(_record_model(i.annotation) for i in obj.model_fields.values())
+    ]
+    if len(found) != 1:
+        names = ", ".join(sorted(m.__name__ for m in found)) or "none"
+        raise SchemaError(
+            f"{spec}: exports no DOMAIN and {len(found)} container models ({names})",
+            f"name the model: {spec}:ModelClass",
+        )
+    return found[0]
+
+
 def _canonical_spec(spec: str, module_name: str, class_name: str | None) -> str:
     """How the runs table records ``spec``: built-in names stay, file paths become absolute."""
     if spec in builtin_schemas():
@@ -272,7 +301,7 @@ def _canonical_spec(spec: str, module_name: str, class_name: str | None) -> str:
 def load_schema(spec: str) -> Schema:
     """Load a schema by built-in name, ``module:Class``, ``file.py:Class`` or a module path."""
     builtins = builtin_schemas()
-    target = f"schemas.{spec}" if spec in builtins else spec
+    target = f"schemas.{spec}" if spec.partition(":")[0] in builtins else spec
     module_name, sep, class_name = target.rpartition(":")
     if not sep:
         module_name, class_name = target, ""
@@ -297,8 +326,8 @@ def load_schema(spec: str) -> Schema:
             )
         if domain is not None and domain.model is not model:
             domain = None  # another model of the module: generic defaults
-    elif domain is None:
-        raise SchemaError(f"{module_name} exports no DOMAIN", f"name the model: {spec}:ModelClass")
-    else:
+    elif domain is not None:
         model = domain.model
+    else:
+        model = _only_container(module, spec)
     return describe(model, domain, _canonical_spec(spec, module_name, class_name or None))

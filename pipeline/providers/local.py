@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletion
 
 from pipeline.core.errors import ProviderError
 from pipeline.providers.base import Provider, as_json_object_format
+from pipeline.providers.bounds import bounded
 from pipeline.providers.guidance import ENGINES, SchemaConstraint, tokenizer_for
 
 DEFAULT_NAME = "gemma-3-270m-q4_k_m"
@@ -140,6 +141,9 @@ class LocalProvider(Provider):
         llama.cpp's ``response_format`` (gbnf), or an llguidance logits processor."""
         kwargs = as_json_object_format(kwargs)
         fmt = kwargs.get("response_format")
+        if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
+            fmt = {**fmt, "schema": bounded(fmt["schema"])}  # no runaway lists or strings
+            kwargs["response_format"] = fmt
         if self.constraint == "llguidance" and isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
             kwargs = {k: v for k, v in kwargs.items() if k != "response_format"}
             kwargs["logits_processor"] = self.schema_constraint(fmt["schema"])

@@ -1,6 +1,6 @@
 """Friendly SQL over the record tables: one view per record type.
 
-A view is named after its record type (``therapies``, ``people``, ...) and holds the
+A view is named after its record type (``people``, ``organizations``, ...) and holds the
 *grounded* records of each document's latest finished run of that schema, one row per
 extracted mention, joined with the document's path and title and the evidence offsets.
 Records reused from an earlier run are included: a run's records are found through

@@ -119,7 +119,7 @@ def _ties_class_to_name(kind: CandidateKind, text: str, kept: tuple[Span, ...]) 
 def ties_class_to_name(kind: CandidateKind, doc: Document) -> bool:
     """Does one sentence of the document's main content hold both a class phrase and a
     specific name of ``kind``? The class phrase then describes that named thing and is no
-    record of its own ("X-08, an mRNA CAR T cell therapy")."""
+    record of its own ("XY-08, an mRNA vaccine": "mRNA vaccine" names no second thing)."""
     return kind.is_class is not None and _ties_class_to_name(kind, doc.text, tuple(doc.kept))
 
 
@@ -205,8 +205,7 @@ class CandidateStrategy(FewShotStrategy):
             __config__=ConfigDict(extra="forbid"),
             items=(list[item], Field(default_factory=list, max_length=limit)),  # type: ignore[valid-type]
         )
-        result = calls.structured(model, self.render(rt, unit, ctx, options_of), max_tokens=self.max_tokens)
-        return [i.model_dump(mode="json") for i in result.items]  # type: ignore[attr-defined]
+        return self.ask(calls, model, self.render(rt, unit, ctx, options_of))
 
     @staticmethod
     def rules(

@@ -12,13 +12,15 @@ import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import RecordType
 from pipeline.core.types import Chunk, Document, Span
 from pipeline.ground import ground_records
 from pipeline.prompting import PromptTemplate, generic_prompt, load_prompt
 from pipeline.strategies.base import CallFailed, Calls, ChunkOutcome, Context, Records, Strategy
-from pipeline.strategies.items import ground_item, item_model, load_gates, units
+from pipeline.strategies.items import ground_item, item_model, load_gates, salvage_items, units
 
 #: one unit's answer as stored: the unit's span (document offsets) and the items the model gave
 Raw = dict[str, list[dict[str, Any]]]
@@ -119,14 +121,25 @@ class FewShotStrategy(Strategy):
             for span in units(rt, chunk, doc, gates):
                 text = doc.text[span.start : span.end]
                 try:
-                    result = calls.structured(item_model(rt), self.render(rt, text, ctx), max_tokens=self.max_tokens)
+                    items = self.ask(calls, item_model(rt), self.render(rt, text, ctx))
                 except CallFailed as failure:  # this piece failed after its retries; the others go on
                     errors.append(f"{rt.name}@{span.start}: {calls.describe(failure)}")
                     continue
-                items = [i.model_dump(mode="json") for i in result.items]  # type: ignore[attr-defined]
                 raw.setdefault(rt.name, []).append({"unit": [span.start, span.end], "items": items})
                 add_items(records, rt, items, span, chunk, doc, evidence_is_unit=self.evidence_is_unit)
         return finish(records, raw, errors, calls, chunk, doc, ctx)
+
+    def ask(self, calls: Calls, model: type[BaseModel], messages: list[Any]) -> list[dict[str, Any]]:
+        """The items of one constrained answer; an answer cut off at ``max_tokens`` keeps its
+        complete items (raises ``CallFailed`` when nothing usable came back)."""
+        try:
+            result = calls.structured(model, messages, max_tokens=self.max_tokens)
+        except CallFailed as failure:
+            kept = salvage_items(model, failure.text) if failure.truncated else None
+            if kept is None:
+                raise
+            return kept
+        return [i.model_dump(mode="json") for i in result.items]  # type: ignore[attr-defined]
 
     def rebuild(self, response: Any, chunk: Chunk, doc: Document, ctx: Context) -> Records:
         records: Records = {rt.name: [] for rt in ctx.schema.record_types}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pipeline.chunk import sentences
 from pipeline.core.schema import RecordType
 from pipeline.core.types import Chunk, Document, Span
 from pipeline.ground import contains_value, is_free_text
+from pipeline.salvage import complete_prefix
 
 #: at most this many records of one type per call
 MAX_ITEMS = 6
@@ -42,6 +44,22 @@ def item_model(rt: RecordType) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid"),
         items=(list[item], Field(default_factory=list, max_length=limit)),  # type: ignore[valid-type]
     )
+
+
+def salvage_items(response_model: type[BaseModel], text: str | None) -> list[dict[str, Any]] | None:
+    """The complete, valid items of an ``{"items": [...]}`` answer cut off mid-way; None if none."""
+    data = complete_prefix(text or "")
+    raw = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(raw, list):
+        return None
+    (item,) = typing.get_args(response_model.model_fields["items"].annotation)
+    kept = []
+    for value in raw:
+        try:
+            kept.append(item.model_validate(value).model_dump(mode="json"))
+        except ValidationError:
+            continue
+    return kept or None
 
 
 def sentence_with(value: str, chunk: Chunk, doc: Document) -> str | None:
