@@ -189,7 +189,10 @@ def execute(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, str] |
 
 
 def run_query(db: Path, query: str, *, params: dict[str, str] | None = None, write: bool = False) -> QueryResult:
-    """Run ``query`` against ``db``: read-only unless ``write``, never outside ``db`` (``SANDBOX``)."""
+    """Run ``query`` against ``db``: read-only unless ``write``, never outside ``db`` (``SANDBOX``).
+
+    The settings belong to the database instance, which ends with this call; a connection this
+    process already holds to ``db`` (DuckDB shares the instance) would be sandboxed with it."""
     with _open(db, write) as store:
         return execute(store.con, query, params)
 

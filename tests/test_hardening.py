@@ -110,6 +110,19 @@ def test_sql_write_still_changes_the_database(tmp_path: Path, db: Path) -> None:
         run_query(db, "DROP TABLE notes")
 
 
+def test_sandbox_ends_with_the_query(tmp_path: Path, db: Path) -> None:
+    """The settings die with the query's database instance: export and extract still write files."""
+    from pipeline.export import run_export
+    from pipeline.store.db import Store
+
+    build(tmp_path, db)
+    run_query(db, "SELECT 1")
+    run_query(db, "SELECT 1", write=True)
+    assert len(run_export(db=db, out=tmp_path / "out", fmt="csv").files) > 0
+    with Store(db) as store:
+        assert store.con.execute("SELECT current_setting('enable_external_access')").fetchone() == (True,)
+
+
 def test_sql_cli_refusal_is_one_line(
     tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
