@@ -21,6 +21,7 @@ content, so every later offset still points into the text the user gave us.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -217,30 +218,71 @@ def read_document(path: Path, cleaning: Cleaning | None = None) -> Document:
     return Document(doc_id=path.stem, path=str(path), format=fmt, text=text, kept=kept, warnings=warnings)
 
 
-def iter_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Expand files and folders into document paths, sorted, failing on a missing path."""
+def supported_types() -> str:
+    """The suffixes the pipeline reads, from ``SUFFIXES``: ``.htm, .html, .md, ...``."""
+    return ", ".join(sorted(SUFFIXES))
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def iter_paths(paths: Iterable[str | Path], skipped: list[str] | None = None) -> Iterator[Path]:
+    """Expand files and folders into document paths, sorted, failing on a missing path.
+
+    A folder's files of a type the pipeline does not read are left out; ``skipped`` gets one
+    line per such folder naming how many of each suffix (hidden files are not counted)."""
     for p in paths:
         path = Path(p)
         if not path.exists():
             raise InputError(f"{path}: no such file or folder", "check the path")
         if path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            files = sorted(f for f in path.rglob("*") if f.is_file())
+            found = [f for f in files if f.suffix.lower() in SUFFIXES]
             if not found:
-                raise InputError(f"{path}: folder has no .txt, .md or .html files", "point at a folder of documents")
+                raise InputError(
+                    f"{path}: folder has no documents of a supported type ({supported_types()})",
+                    "point at a folder of documents",
+                )
+            other = Counter(
+                f.suffix.lower() or "(none)" for f in files if f.suffix.lower() not in SUFFIXES and not _hidden(f, path)
+            )
+            if other and skipped is not None:
+                n = sum(other.values())
+                kinds = ", ".join(f"{suffix} {k}" for suffix, k in sorted(other.items()))
+                skipped.append(
+                    f"{path}: {n} file{'s' if n != 1 else ''} skipped ({kinds}): "
+                    f"the supported types are {supported_types()}"
+                )
             yield from found
         else:
             yield path
 
 
 def read_documents(paths: Iterable[str | Path], cleaning: Cleaning | None = None) -> list[Document]:
-    """Read every document up front so bad input fails before anything is stored."""
-    docs = [read_document(p, cleaning) for p in iter_paths(paths)]
+    """Read every document up front so bad input fails before anything is stored.
+
+    A file named twice (the same file, however spelled, or a file and its folder) is read
+    once, with a warning; two files with one stem are an error (the stem is the document id).
+    Warnings about the inputs as a whole ride on the first document, so they reach the run's
+    summary with the documents' own."""
+    notes: list[str] = []
+    unique: dict[Path, Path] = {}
+    for path in iter_paths(paths, skipped=notes):
+        key = path.resolve()
+        if key in unique:
+            notes.append(f"{path} given twice: read once")
+        else:
+            unique[key] = path
+    docs = [read_document(p, cleaning) for p in unique.values()]
     seen: dict[str, str] = {}
     for d in docs:
-        if d.doc_id in seen and seen[d.doc_id] != d.path:
+        if d.doc_id in seen:
             raise InputError(
                 f"two documents share the id {d.doc_id!r}: {seen[d.doc_id]} and {d.path}",
                 "document ids are file stems; rename one of the files",
             )
         seen[d.doc_id] = d.path
+    if docs and notes:
+        docs[0].warnings[:0] = notes
     return docs

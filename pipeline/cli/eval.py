@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.core.errors import InputError
+
 if TYPE_CHECKING:  # the scorer (scipy) loads only when `eval` runs: other commands start faster
     from pipeline.evaluate import EvalReport
     from pipeline.score import Comparison
@@ -18,7 +20,7 @@ DEFAULT_DB = Path("data/pipeline.duckdb")
 
 def eval_(
     db: Annotated[Path, typer.Option(help="DuckDB file written by `pipeline extract`")] = DEFAULT_DB,
-    run: Annotated[str, typer.Option(help="run id, or 'latest'")] = "latest",
+    run: Annotated[str | None, typer.Option(help="run id, or 'latest' (the default)")] = None,
     gold: Annotated[Path, typer.Option(help="folder of <doc_id>.json gold files")] = Path("evals/gold"),
     docs: Annotated[Path, typer.Option(help="folder of the gold documents' texts")] = Path("evals/docs"),
     mode: Annotated[str, typer.Option(help="lenient (fuzzy, fuzz.ratio >= 90) | strict (equal)")] = "lenient",
@@ -35,6 +37,8 @@ def eval_(
     """Score a run's records against the gold set; store and print the scores."""
     from pipeline.evaluate import compare_runs, evaluate
 
+    if compare is not None and run is not None:
+        raise InputError("--run and --compare both given", "--compare RUN_A RUN_B names both runs; drop --run")
     common: dict[str, Any] = {
         "db": db,
         "gold_dir": gold,
@@ -46,12 +50,14 @@ def eval_(
     console = Console()
     if compare is not None:
         comparison = compare_runs(run_a=compare[0], run_b=compare[1], **common)
+        if comparison.run_a == comparison.run_b:
+            typer.echo(f"warning: A and B are the same run {comparison.run_a}: every delta is 0", err=True)
         if json_:
             typer.echo(comparison.model_dump_json(indent=2))
         else:
             print_comparison(comparison, console)
         return
-    report = evaluate(run=run, **common)
+    report = evaluate(run=run or "latest", **common)
     if json_:
         typer.echo(report.model_dump_json(indent=2))
     else:

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.extract import DEFAULT_DB
+from pipeline.core.errors import InputError
+from pipeline.sql import one_line
 
 
 def export(
@@ -19,10 +21,28 @@ def export(
     include_ungrounded: Annotated[bool, typer.Option(help="also export records whose evidence was not found")] = False,
 ) -> None:
     """Export a run's records: one file per record type."""
+    import duckdb
+
     from pipeline.export import run_export
 
-    summary = run_export(db=db, out=out, fmt=format, run=run, schema=schema, include_ungrounded=include_ungrounded)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file", "pass a folder: export writes one file per record type into it")
+    fix = "pass --out with a folder you can write to"
+    try:
+        summary = run_export(db=db, out=out, fmt=format, run=run, schema=schema, include_ungrounded=include_ungrounded)
+    except OSError as exc:  # the folder could not be made
+        if exc.filename is None or Path(exc.filename) not in {out, *out.parents}:
+            raise
+        raise cannot_write(out, exc, fix) from exc
+    except duckdb.IOException as exc:  # a file in it could not be written
+        raise InputError(f"cannot write {out}: {one_line(str(exc))}", fix) from exc
     for name, (path, rows) in summary.files.items():
         typer.echo(f"{path}\t{rows} {name}")
     total = sum(rows for _, rows in summary.files.values())
     typer.echo(f"run {summary.run_id}: {total} records in {len(summary.files)} files under {summary.out}", err=True)
+
+
+def cannot_write(out: Path, exc: OSError, fix: str) -> InputError:
+    """``cannot write OUT: <reason>``, naming the path in the way when it is not OUT itself."""
+    where = f" ({exc.filename})" if exc.filename is not None and Path(exc.filename) != out else ""
+    return InputError(f"cannot write {out}: {exc.strerror or exc}{where}", fix)

