@@ -146,7 +146,7 @@ def _page_lines(page: Any, pdfium_c: Any) -> PageLines:
             _, x1, y1, size1 = char(end - 1)
             word_right = char((space if space > 0 else end) - 1)[1]
             lines.append((text[start:end], x0, x1, y0, y1, max(size0, size1), word_right))
-        n_chars = sum(1 for c in text if not c.isspace())
+        n_chars = len("".join(text.split()))
         width, height = page.get_size()
         return PageLines(float(width), float(height), n_chars, lines)
     finally:
@@ -284,8 +284,7 @@ class _Para:
 
 def _paragraphs(page: PageLines, pitch_limit: float) -> list[_Para]:
     lines = page.lines
-    # the right edge of a line's column: the furthest right end among lines that overlap it
-    edges = [max(b[2] for b in lines if b[1] < a[2] and a[1] < b[2]) for a in lines]
+    edges = [_right_edge(a, lines) for a in lines]
     paras: list[_Para] = []
     for i, line in enumerate(lines):
         if paras and not _breaks(lines[i - 1], line, edges[i - 1], pitch_limit):
@@ -296,10 +295,18 @@ def _paragraphs(page: PageLines, pitch_limit: float) -> list[_Para]:
     return paras
 
 
+def _right_edge(a: Line, lines: Sequence[Line]) -> float:
+    """Where the lines of ``a``'s column end: the right ends of the lines that start within 3 font
+    sizes of ``a`` and overlap it (a centred header and the other column do not count), less the
+    furthest tenth of them (a rare full-width line) when there are ten or more."""
+    ends = sorted(b[2] for b in lines if abs(b[1] - a[1]) <= 3 * a[5] and b[1] < a[2] and a[1] < b[2])
+    return ends[len(ends) - 1 - len(ends) // 10] if ends else a[2]
+
+
 def _breaks(a: Line, b: Line, edge: float, pitch_limit: float) -> bool:
     """Does line ``a`` end its paragraph, given the next line ``b``?"""
     size_a, size_b = a[5], b[5]
-    if not size_a or not size_b or abs(size_a - size_b) > 0.15 * max(size_a, size_b):
+    if not size_a or not size_b or abs(size_a - size_b) > 0.05 * max(size_a, size_b):
         return True  # no geometry, or the font size changes
     if _BULLET.match(b[0]):
         return True
@@ -308,6 +315,8 @@ def _breaks(a: Line, b: Line, edge: float, pitch_limit: float) -> bool:
         return True  # the same baseline: another block on the same line
     if drop > 0 and drop / size_a > pitch_limit:
         return True  # extra vertical space
+    if drop < 0 and b[1] < a[2] - size_a:
+        return True  # b is higher up but not in a column to the right: a new block
     first_word = b[6] - b[1]
     return a[2] + 0.6 * size_a + first_word < edge  # b's first word (and a space) would have fitted on a
 
@@ -319,7 +328,7 @@ def _pitch_limit(pages: Sequence[PageLines]) -> float:
         (a[4] - b[3]) / a[5]
         for p in pages
         for a, b in zip(p.lines, p.lines[1:], strict=False)
-        if a[5] and a[4] - b[3] > 0.6 * a[5] and abs(a[5] - b[5]) <= 0.15 * a[5]
+        if a[5] and a[4] - b[3] > 0.6 * a[5] and abs(a[5] - b[5]) <= 0.05 * a[5]
     )
     return (pitches[len(pitches) // 4] if len(pitches) >= 3 else 1.2) + 0.35
 
@@ -349,6 +358,8 @@ def _join(prev: str, nxt: str, words: _Words) -> str:
         if tail and head and not words.keeps_hyphen(tail.group(1), head.group(0)):
             return prev[:-1] + nxt
         return prev + nxt
+    if prev.endswith(("–", "—", "/")) and len(prev) > 1 and not prev[-2].isspace():
+        return prev + nxt  # a line may break after a dash or slash inside a word ("B Cell–targeted")
     return f"{prev} {nxt}"
 
 
@@ -455,19 +466,19 @@ def subtract(spans: Sequence[Span], drop: Sequence[Span], text: str) -> list[Spa
 
 
 def pages_of(pages: Sequence[Span], start: int, end: int) -> list[int]:
-    """1-based numbers of the pages that ``[start, end)`` overlaps (an empty range: the page
-    holding ``start``). ``pages`` are sorted, disjoint page spans; ``[]`` when there are none
+    """1-based numbers of the pages that ``[start, end)`` overlaps; for an empty range, the page
+    that holds ``start``. ``pages`` are sorted, disjoint page spans. ``[]`` when there are none
     or the range lies only between pages."""
-    if not pages:
-        return []
-    end = max(end, start + 1)
-    first = bisect.bisect_right([p.end for p in pages], start)
+    first = bisect.bisect_left([p.end for p in pages], start)
     found = []
     for i in range(first, len(pages)):
-        if pages[i].start >= end:
+        p = pages[i]
+        if p.start > start if start == end else p.start >= end:
             break
-        if pages[i].start < end and start < max(pages[i].end, pages[i].start + 1):
+        if (p.start <= start <= p.end) if start == end else (p.start < end and start < p.end and p.start < p.end):
             found.append(i + 1)
+            if start == end:
+                break
     return found
 
 

@@ -74,14 +74,16 @@ def draw_lines(
     size: float = 11,
     leading: float = 14,
     width: float = 300,
+    header_from: int = 1,
     encrypt: str | None = None,
 ) -> Path:
     """Each page's paragraphs wrapped to ``width`` points (see ``wrap``), top to bottom, a blank
-    line after each; the running header and footer are drawn before the body."""
+    line after each; the running header (from page ``header_from`` on) and footer are drawn
+    before the body."""
     font = _font(font)
     c = canvas.Canvas(str(path), pagesize=A4, encrypt=encrypt, invariant=1)
     for n, paragraphs in enumerate(pages, 1):
-        _running(c, n, len(pages), header, footer, font)
+        _running(c, n, len(pages), header if n >= header_from else None, footer, font)
         c.setFont(font, size)
         y = HEIGHT - MARGIN
         for para in paragraphs:
