@@ -14,7 +14,8 @@ How a PDF becomes ``Document.text`` (the text every offset points into):
    a typesetter's or part of the word ("long-term") is decided by the document's own words: the
    joined or the hyphenated form seen elsewhere in it wins; with neither seen, the hyphen goes.
    Latin ligature characters (U+FB00-FB06) are spelled out.
-4. Pages are joined with a blank line; ``Document.pages[i]`` is the span of page ``i + 1``.
+4. Pages are joined with a blank line; ``Document.pages[i]`` is the span of page ``i + 1``. A
+   paragraph that runs on over a page turn stays one line: the page boundary falls inside it.
 
 This is the only rewriting, and it happens before any offset exists. Cleaning then only
 selects spans: the line rules of ``clean_text_spans`` (the same as for ``.txt``), minus running
@@ -277,9 +278,12 @@ _PAGE_NO = re.compile(r"^(page\s*)?[-–—]?\s*#\s*[-–—]?(\s*(of|/)\s*#)?$"
 
 @dataclass
 class _Para:
-    parts: list[str]
-    top: float
-    bottom: float
+    lines: list[Line]
+    edge: float  # the right edge of its last line's column
+
+    @property
+    def top(self) -> float:
+        return self.lines[0][3]
 
 
 def _paragraphs(page: PageLines, pitch_limit: float) -> list[_Para]:
@@ -288,10 +292,10 @@ def _paragraphs(page: PageLines, pitch_limit: float) -> list[_Para]:
     paras: list[_Para] = []
     for i, line in enumerate(lines):
         if paras and not _breaks(lines[i - 1], line, edges[i - 1], pitch_limit):
-            paras[-1].parts.append(line[0])
-            paras[-1].bottom = line[4]
+            paras[-1].lines.append(line)
+            paras[-1].edge = edges[i]
         else:
-            paras.append(_Para([line[0]], line[3], line[4]))
+            paras.append(_Para([line], edges[i]))
     return paras
 
 
@@ -407,24 +411,48 @@ class PdfText:
     warnings: list[str]
 
 
+_SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
+
+
+def _continues(a: _Para, b: _Para, low: float, high: float, pitch_limit: float) -> bool:
+    """Does paragraph ``b`` (first on its page, its top ``high`` the highest body line there) go on
+    with ``a`` (last on the page before, whose lowest body line is at ``low``)? Only when ``a``
+    ends at the bottom without ending a sentence, ``b`` starts at the top, and the break looks
+    like a wrap (the same rules as inside a page, less the vertical one)."""
+    last, first = a.lines[-1], b.lines[0]
+    if _SENTENCE_END.search(last[0]) or last[4] > low + 2 * last[5] or first[3] < high - 2 * first[5]:
+        return False
+    below: Line = (first[0], first[1], first[2], last[4] - last[5], first[4], first[5], first[6])  # as if one line down
+    return not _breaks(last, below, a.edge, pitch_limit)
+
+
 def build_text(pages: Sequence[PageLines]) -> PdfText:
-    """The document text of the pages, page spans, and the spans of running lines."""
+    """The document text of the pages, page spans, and the spans of running lines.
+
+    Running lines go first on their page, so that a paragraph that runs on over a page turn can
+    stay one line of the text: then the page boundary falls inside that line (the separator is
+    the joining space, or nothing after a rejoined hyphen) and its running lines follow it.
+    """
     pitch_limit = _pitch_limit(pages)
     paras_by_page = [_paragraphs(p, pitch_limit) for p in pages]
     words = _Words([line[0] for p in pages for line in p.lines])
-    texts = [[_para_text(para.parts, words) for para in paras] for paras in paras_by_page]
+    texts = [[_para_text([line[0] for line in para.lines], words) for para in paras] for paras in paras_by_page]
     running = _running(paras_by_page, texts)
+    body = [[k for k in range(len(ts)) if (p, k) not in running] for p, ts in enumerate(texts)]
+    runs = [[k for k in range(len(ts)) if (p, k) in running] for p, ts in enumerate(texts)]
     out: list[str] = []
     spans: list[Span] = []
     dropped: list[Span] = []
     pos = 0
+    carried = False  # this page's first body paragraph goes on from the page before
     for p, page_texts in enumerate(texts):
-        if p:
-            out.append(PAGE_SEP)
-            pos += len(PAGE_SEP)
+        order = runs[p] + body[p]
+        if carried:
+            order = [body[p][0], *runs[p], *body[p][1:]]
         start = pos
-        for k, t in enumerate(page_texts):
-            if k:
+        for i, k in enumerate(order):
+            t = page_texts[k]
+            if i:
                 out.append("\n")
                 pos += 1
             if (p, k) in running:
@@ -432,12 +460,39 @@ def build_text(pages: Sequence[PageLines]) -> PdfText:
             out.append(t)
             pos += len(t)
         spans.append(Span(start, pos))
+        if p + 1 == len(texts):
+            break
+        last_is_body = bool(body[p]) and order[-1] == body[p][-1]
+        carried = (
+            last_is_body
+            and bool(body[p + 1])
+            and _continues(
+                paras_by_page[p][body[p][-1]],
+                paras_by_page[p + 1][body[p + 1][0]],
+                min(line[4] for k in body[p] for line in paras_by_page[p][k].lines),
+                max(line[3] for k in body[p + 1] for line in paras_by_page[p + 1][k].lines),
+                pitch_limit,
+            )
+        )
+        sep = PAGE_SEP
+        if carried:
+            prev, nxt = page_texts[body[p][-1]], texts[p + 1][body[p + 1][0]]
+            joined = _join(prev, nxt, words)
+            if joined.startswith(prev):
+                sep = joined[len(prev) : len(joined) - len(nxt)]
+            else:  # a typesetter's hyphen at the page's end goes
+                sep = ""
+                out[-1] = out[-1][:-1]
+                pos -= 1
+                spans[-1] = Span(spans[-1].start, pos)
+        out.append(sep)
+        pos += len(sep)
     blank = [str(i + 1) for i, p in enumerate(pages) if not p.n_chars]
     warnings = []
     if blank and len(blank) < len(pages):
         shown = ", ".join(blank[:10]) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
         warnings.append(f"page(s) {shown} have no text layer (scanned?): their text is missing -- OCR needed")
-    return PdfText("".join(out), spans, dropped, warnings)
+    return PdfText("".join(out), spans, sorted(dropped, key=lambda s: s.start), warnings)
 
 
 # -- spans --------------------------------------------------------------------------------------

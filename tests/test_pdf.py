@@ -155,15 +155,19 @@ def test_ligatures_spelled_out(tmp_path: Path) -> None:
 
 
 def test_two_columns_read_column_by_column(tmp_path: Path) -> None:
+    """Justified text in two columns over two pages: every paragraph comes out whole and in
+    order, the ones that run on into the next column or over the page turn included."""
     paras = [f"Paragraph {i}: " + " ".join(f"word{i}x{k}" for k in range(60)) + "." for i in range(8)]
-    path = typeset(tmp_path / "cols.pdf", paras, columns=2, header=HEADER)
-    doc = read_document(path)
+    doc = read_document(typeset(tmp_path / "cols.pdf", paras, columns=2, header=HEADER))
+    assert len(doc.pages) == 2
     lines = doc.text.splitlines()
-    found = [lines.index(p) for p in paras if p in lines]
-    assert len(found) == len(paras) - sum(1 for _ in doc.pages[1:]), (found, lines)
-    assert found == sorted(found)
-    words = re.findall(r"word\d+x\d+", doc.text)
-    assert words == [f"word{i}x{k}" for i in range(8) for k in range(60)]  # no word lost, none out of order
+    assert all(p in lines for p in paras), lines
+    at = [doc.text.index(p) for p in paras]
+    assert at == sorted(at)
+    assert re.findall(r"word\d+x\d+", doc.text) == [f"word{i}x{k}" for i in range(8) for k in range(60)]
+    over = [p for p, i in zip(paras, at, strict=True) if pages_of(doc.pages, i, i + len(p)) == [1, 2]]
+    assert len(over) == 1  # the paragraph over the page turn: one line of the text, on both pages
+    assert HEADER not in kept_text(doc) and over[0] in kept_text(doc).splitlines()
 
 
 def test_seed_typeset_keeps_what_the_txt_keeps(tmp_path: Path) -> None:
