@@ -3,8 +3,9 @@
 How a PDF becomes ``Document.text`` (the text every offset points into):
 
 1. PDFium (``pypdfium2``) gives each page's text lines in the page's content order, and a box
-   for their characters. It runs in a child process under a time limit (``TIMEOUT_S``) and a
-   page limit (``MAX_PAGES``), so a hostile file cannot hang the job.
+   for their characters. It runs in a child process under a time limit (``TIMEOUT_S``), a memory
+   limit (``MAX_MEMORY``) and a page limit (``MAX_PAGES``), so a hostile file can neither hang
+   nor exhaust the job.
 2. Lines are joined into paragraphs, one paragraph per line of the document text, as in the
    text files the rest of the pipeline reads. A line ends its paragraph when the next line
    starts a list item, changes font size, follows extra vertical space, or when the next line's
@@ -49,6 +50,8 @@ from pipeline.core.types import Document, Span
 #: wall-clock limit for reading one PDF (the child process is killed after it)
 TIMEOUT_S = 120.0
 MAX_PAGES = 5000
+#: address-space limit of the reader process (a decompression bomb fails there, not in the job)
+MAX_MEMORY = 2 << 30
 PAGE_SEP = "\n\n"
 
 #: one text line of a page: text, left x, right x, baseline y of its first and of its last
@@ -76,8 +79,14 @@ class PdfProblem(Exception):
 
 
 _PROBLEMS = {
-    "encrypted": ("is encrypted (password-protected)", "decrypt it first (qpdf --decrypt) or pass its text as .txt"),
-    "security": ("uses an unsupported encryption scheme", "decrypt it first (qpdf --decrypt) or pass its text as .txt"),
+    "encrypted": (
+        "is encrypted (password-protected)",
+        "decrypt it first (qpdf --password=... --decrypt in.pdf out.pdf) or pass its text as .txt",
+    ),
+    "security": (
+        "uses an unsupported encryption scheme",
+        "decrypt it first (qpdf --password=... --decrypt in.pdf out.pdf) or pass its text as .txt",
+    ),
     "damaged": ("is damaged or not a PDF", "re-export it, repair it (qpdf in.pdf out.pdf), or pass its text as .txt"),
     "pages": ("has too many pages", f"split it into parts of at most {MAX_PAGES} pages"),
     "no_text": (
@@ -164,6 +173,12 @@ def _frame(payload: bytes) -> bytes:
 
 def serve() -> None:
     """The reader process: answers pickled ``(fn, args)`` frames on stdin, one at a time, until EOF."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (MAX_MEMORY, MAX_MEMORY))
+    except (ImportError, ValueError, OSError):  # not on this platform: the time limit still holds
+        pass
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a library that prints must not corrupt the answer stream
     inp = sys.stdin.buffer
@@ -557,7 +572,7 @@ def read_pdf(path: Path, timeout: float = TIMEOUT_S, max_pages: int = MAX_PAGES)
         raise InputError(f"{path}: {problem} ({exc})", fix) from None
     except PdfProblem as exc:
         problem, fix = _PROBLEMS[exc.kind]
-        detail = f" ({exc.detail})" if exc.detail and exc.kind in ("pages",) else ""
+        detail = f" ({exc.detail.rstrip('.')})" if exc.detail and exc.kind in ("pages", "damaged") else ""
         raise InputError(f"{path}: {problem}{detail}", fix) from None
     if not any(p.n_chars for p in pages):
         problem, fix = _PROBLEMS["no_text"]

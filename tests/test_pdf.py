@@ -20,7 +20,7 @@ import pytest
 from pipeline.core.errors import InputError
 from pipeline.core.types import Document, Span
 from pipeline.ingest import clean_text_spans, read_document
-from pipeline.pdf import pages_of, read_pdf, run_limited
+from pipeline.pdf import MAX_MEMORY, PdfProblem, pages_of, read_pdf, run_limited
 from tests.conftest import SEED_003
 from tests.pdfmaker import draw_lines, image_only, typeset, wrap
 from tests.test_bad_input import assert_one_line_error, counts, fake_model, filled_db, run_cli
@@ -234,6 +234,8 @@ def test_guards_time_pages_and_a_dying_reader(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 10
     with pytest.raises(ChildProcessError):
         run_limited(os._exit, (3,), timeout=10)
+    with pytest.raises(PdfProblem, match="MemoryError"):
+        run_limited(bytearray, (MAX_MEMORY,), timeout=30)  # over the reader's memory limit
     with pytest.raises(InputError, match=r"has too many pages \(2 pages\) -- split it"):
         read_pdf(path, max_pages=1)
     assert len(read_pdf(path).pages) == 2  # a fresh reader after each failure
