@@ -20,7 +20,7 @@ import pytest
 from pipeline.core.errors import InputError
 from pipeline.core.types import Document, Span
 from pipeline.ingest import clean_text_spans, read_document
-from pipeline.pdf import MAX_MEMORY, PdfProblem, pages_of, read_pdf, run_limited
+from pipeline.pdf import MAX_MEMORY, Line, PageLines, PdfProblem, build_text, pages_of, read_pdf, run_limited
 from tests.conftest import SEED_003
 from tests.pdfmaker import draw_lines, image_only, typeset, wrap
 from tests.test_bad_input import assert_one_line_error, counts, fake_model, filled_db, run_cli
@@ -262,3 +262,30 @@ def _png(d: Path) -> str:
     p = d / "img.png"
     Image.new("RGB", (300, 100), "gray").save(p)
     return str(p)
+
+
+def test_hyphen_over_a_page_turn() -> None:
+    """Lines as PDFium gives them (x0, x1, baselines, size): a paragraph that ends page 1 with
+    "treat-" at the right edge goes on at the top of page 2; the page boundary falls inside the
+    rejoined word and the running footer of page 1 is not between the halves."""
+
+    def line(text: str, y: float, x1: float = 300.0) -> Line:
+        return (text, 72.0, x1, y, y, 10.0, 72.0 + 5.0 * len(text.split()[0]))
+
+    page1 = PageLines(595, 842, 99, [
+        line("Lupus nephritis affects many patients with systemic", 700),
+        line("lupus. All patients in the REGENCY trial received a", 688),
+        line("combined treat-", 676, 300.0),
+        line("Page 1", 40, 110.0),
+    ])  # fmt: skip
+    page2 = PageLines(595, 842, 99, [
+        line("ment with obinutuzumab and standard therapy.", 700, 260.0),
+        line("Page 2", 40, 110.0),
+    ])  # fmt: skip
+    built = build_text([page1, page2])
+    assert "received a combined treatment with obinutuzumab" in built.text
+    at = built.text.index("treatment")
+    assert pages_of(built.pages, at, at + len("treatment")) == [1, 2]
+    assert built.pages[0].end == built.pages[1].start  # no separator: the word goes on
+    assert built.text[built.pages[1].start :].startswith("ment with")
+    assert [built.text[s.start : s.end] for s in built.running] == ["Page 1", "Page 2"]
