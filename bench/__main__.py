@@ -86,6 +86,7 @@ def main() -> None:
             results.append(items.skipped("7. peak RSS of `pipeline extract`", "report", "--quick runs no model"))
         else:
             results += guarded(items.peak_rss, "7. peak RSS", doc, Path(tmp) / "rss.duckdb")
+        results += guarded(items.pdf_extraction, "8. PDF text extraction", 6 if a.quick else 60)
     payload = {
         "date": date.today().isoformat(),
         "quick": a.quick,

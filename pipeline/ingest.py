@@ -5,6 +5,9 @@ content, so every later offset still points into the text the user gave us.
 
 - ``.html``/``.htm``: trafilatura extracts the main content (menus, ads, footers dropped
   by its boilerplate classifier); its output is the document text, kept whole.
+- ``.pdf``: ``pipeline.pdf`` builds the text from the pages (paragraphs rejoined, line-end
+  hyphens resolved) and selects spans with the ``.txt`` rules below, minus running headers,
+  footers and page numbers.
 - ``.txt``/``.md`` (raw web-page text dumps): a line classifier, documented in the README
   ("Cleaning"), drops
   1. lines matching common web boilerplate phrases (ads, consent, share bars, gov banners, copyright);
@@ -29,7 +32,7 @@ from pipeline.core.domain import Cleaning
 from pipeline.core.errors import InputError
 from pipeline.core.types import Document, Span
 
-SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 MAX_BYTES = 50 * 1024 * 1024
 
 BOILERPLATE_LINE = re.compile(
@@ -201,12 +204,18 @@ def decode(data: bytes, source: str) -> tuple[str, list[str]]:
 def read_document(path: Path, cleaning: Cleaning | None = None) -> Document:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise InputError(f"{path}: unsupported file type {path.suffix or '(none)'}", "pass .txt, .md or .html files")
+        raise InputError(
+            f"{path}: unsupported file type {path.suffix or '(none)'}", "pass .txt, .md, .html or .pdf files"
+        )
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"{path}: file is empty", "remove it from the inputs or add its text")
     if size > MAX_BYTES:
         raise InputError(f"{path}: {size} bytes is over the {MAX_BYTES} byte limit", "split the document")
+    if fmt == "pdf":
+        from pipeline.pdf import read_pdf  # PDFium loads only when a PDF is read
+
+        return read_pdf(path)
     text, warnings = decode(path.read_bytes(), str(path))
     if fmt == "html":
         text = html_main_text(text, str(path))

@@ -24,8 +24,13 @@ class Document:
     """One input document. ``text`` is what every offset in the pipeline points into.
 
     For ``.txt`` and ``.md`` files that is the file's text as read; for ``.html`` it is the
-    main-content text extracted from the markup. ``kept`` lists the spans of ``text`` that
-    survived boilerplate cleaning; extraction only ever sees text inside them.
+    main-content text extracted from the markup; for ``.pdf`` it is the pages' text, built by
+    ``pipeline.pdf``. ``kept`` lists the spans of ``text`` that survived boilerplate cleaning;
+    extraction only ever sees text inside them.
+
+    ``pages`` is empty unless the source has pages (PDF). Then page ``i + 1`` is ``pages[i]``,
+    a span into ``text``; spans are sorted and disjoint (the separator between two pages belongs
+    to neither). ``pipeline.pdf.pages_of(doc.pages, start, end)`` turns offsets into page numbers.
     """
 
     doc_id: str
@@ -33,6 +38,7 @@ class Document:
     format: str
     text: str
     kept: list[Span] = field(default_factory=list)
+    pages: list[Span] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @cached_property
