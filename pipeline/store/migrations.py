@@ -219,10 +219,27 @@ def m005_schema_spec(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS schema_spec VARCHAR")
 
 
+def m006_chunkings(con: duckdb.DuckDBPyConnection) -> None:
+    """Which chunks a document was cut into under one chunking configuration (token budget,
+    overlap, tokenizer): a rerun finds them here without loading the tokenizer's model."""
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS chunkings (
+            doc_id VARCHAR NOT NULL,
+            doc_sha256 VARCHAR NOT NULL,
+            config VARCHAR NOT NULL,
+            chunk_ids JSON NOT NULL,
+            PRIMARY KEY (doc_id, doc_sha256, config)
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_core_tables", m001_core_tables),
     ("002_eval_tables", m002_eval_tables),
     ("003_llm_cache", m003_llm_cache),
     ("004_entities", m004_entities),
     ("005_schema_spec", m005_schema_spec),
+    ("006_chunkings", m006_chunkings),
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.core.errors import StoreError
 from pipeline.core.schema import Schema, load_schema
+from pipeline.core.types import Chunk
 from pipeline.store.db import StoreBase, record_table
 
 #: a run whose records the reading commands use by default
@@ -40,6 +41,23 @@ class Reads(StoreBase):
                 f"(pass --run {newer[0][0]} to read it anyway)"
             )
         return str(finished[0])
+
+    def chunked(self, docs: list[tuple[str, str]], chunking: str) -> dict[tuple[str, str], list[Chunk]]:
+        """The chunks each (doc_id, sha256) was cut into under ``chunking``, where stored."""
+        if "chunkings" not in self.table_names():
+            return {}
+        rows = self.con.execute(
+            "SELECT k.doc_id, k.doc_sha256, c.chunk_id, c.idx, c.start_offset, c.end_offset, c.text, c.n_tokens "
+            "FROM chunkings k, unnest(CAST(k.chunk_ids AS VARCHAR[])) AS u(chunk_id) "
+            "JOIN chunks c ON c.chunk_id = u.chunk_id "
+            "WHERE k.config = ? AND (k.doc_id, k.doc_sha256) IN (SELECT unnest(?), unnest(?)) "
+            "ORDER BY k.doc_id, c.idx",
+            [chunking, [d for d, _ in docs], [s for _, s in docs]],
+        ).fetchall()
+        out: dict[tuple[str, str], list[Chunk]] = {}
+        for doc_id, sha, _, idx, start, end, text, n_tokens in rows:
+            out.setdefault((doc_id, sha), []).append(Chunk(doc_id, sha, idx, start, end, text, n_tokens))
+        return out
 
     def run_info(self, run_id: str) -> dict[str, Any]:
         """The run's row of ``runs``."""
