@@ -108,7 +108,13 @@ def test_running_header_footer_and_page_numbers_not_kept(two_pages: Document) ->
 
 def test_same_line_rules_as_txt(tmp_path: Path) -> None:
     """The .txt cleaner runs on the PDF's text: an ad line and a menu are dropped the same way."""
-    paras = ["ADVERTISEMENT", "• Home", "• Journals", "• About", "Obinutuzumab improved renal responses in lupus nephritis."]
+    paras = [
+        "ADVERTISEMENT",
+        "• Home",
+        "• Journals",
+        "• About",
+        "Obinutuzumab improved renal responses in lupus nephritis.",
+    ]
     doc = read_document(draw_lines(tmp_path / "ad.pdf", [paras], footer=None))
     assert kept_text(doc) == paras[-1]
     assert kept_text(doc) == "\n".join(doc.text[s.start : s.end] for s in clean_text_spans(doc.text))
