@@ -9,14 +9,30 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
 from pipeline.core.schema import RecordType, Schema
 from pipeline.core.types import Chunk, Document
+from pipeline.store.bulk import EXTRACTIONS, LLM_CACHE, LLM_CALLS, RUN_CHUNKS, record_columns, result_rows
 from pipeline.store.db import _NULL, RECORD_COLUMNS, StoreBase, now, quote, record_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+#: a chunk linked to a run again (a retry within the run) takes its latest outcome
+_RELINK = " ON CONFLICT DO UPDATE SET outcome = excluded.outcome, extraction_key = excluded.extraction_key"
+
+
+def _names(columns: Mapping[str, str]) -> str:
+    return ", ".join(quote(c) for c in columns)
+
+
+def _marks(columns: Mapping[str, str]) -> str:
+    return ", ".join("?" for _ in columns)
 
 
 class RunWrites(StoreBase):
@@ -120,6 +136,27 @@ class RunWrites(StoreBase):
         row = self.con.execute("SELECT response FROM llm_cache WHERE cache_key = ?", [cache_key]).fetchone()
         return json.loads(row[0]) if row else None
 
+    def cached_responses(self, cache_keys: Sequence[str]) -> dict[str, Any]:
+        """{cache key: stored response} for those of ``cache_keys`` in the cache (one query)."""
+        rows = self.con.execute(
+            "SELECT cache_key, response FROM llm_cache WHERE cache_key IN (SELECT unnest(?))", [list(cache_keys)]
+        ).fetchall()
+        return {str(k): json.loads(r) for k, r in rows}
+
+    def link_run_chunks(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """Many ``link_run_chunk`` rows (run_id, chunk_id, extraction_key, outcome) in one
+        statement, e.g. the chunks a run reuses from earlier runs."""
+        if not rows:
+            return
+        from pipeline.store.bulk import arrow_table
+
+        self.con.register("_new_run_chunks", arrow_table(RUN_CHUNKS, rows))
+        try:
+            with self.transaction():
+                self._insert_from("run_chunks", RUN_CHUNKS, tail=_RELINK)
+        finally:
+            self.con.unregister("_new_run_chunks")
+
     def write_chunk_result(
         self,
         *,
@@ -141,30 +178,23 @@ class RunWrites(StoreBase):
         ``outcome`` (default: extracted/failed by ``status``) goes in ``run_chunks``; with
         ``cache`` (its ``cache_key`` and what the key was made of) an ok response is also stored
         in the response cache."""
-        n_records = sum(len(v) for v in records.values())
+        rows = result_rows(
+            schema,
+            run_id=run_id,
+            chunk=chunk,
+            extraction_key=extraction_key,
+            config_hash=config_hash,
+            status=status,
+            error=error,
+            calls=calls,
+            records=records,
+            response=response,
+            outcome=outcome,
+            cache=cache,
+        )
         with self.transaction():
-            for call in calls:
-                self.con.execute(
-                    "INSERT INTO llm_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        call["call_id"],
-                        run_id,
-                        chunk.chunk_id,
-                        extraction_key,
-                        call["attempt"],
-                        call["started_at"],
-                        call["latency_s"],
-                        call["model"],
-                        call["prompt_hash"],
-                        call["schema_hash"],
-                        call["tokens_in"],
-                        call["tokens_out"],
-                        call["status"],
-                        call.get("error_class"),
-                        call.get("error"),
-                        call.get("response_text"),
-                    ],
-                )
+            if rows["llm_calls"]:
+                self.con.executemany(f"INSERT INTO llm_calls VALUES ({_marks(LLM_CALLS)})", rows["llm_calls"])
             previous = self.con.execute(
                 "DELETE FROM extractions WHERE extraction_key = ? RETURNING n_records", [extraction_key]
             ).fetchall()
@@ -172,45 +202,66 @@ class RunWrites(StoreBase):
                 for rt in schema.record_types:
                     self.con.execute(f"DELETE FROM {record_table(rt.name)} WHERE extraction_key = ?", [extraction_key])
             self.con.execute(
-                "INSERT INTO extractions (extraction_key, chunk_id, config_hash, run_id, status, error, attempts, "
-                "n_records, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    extraction_key,
-                    chunk.chunk_id,
-                    config_hash,
-                    run_id,
-                    status,
-                    error,
-                    len(calls),
-                    n_records,
-                    json.dumps(response) if response is not None else None,
-                ],
+                f"INSERT INTO extractions ({_names(EXTRACTIONS)}) VALUES ({_marks(EXTRACTIONS)})",
+                rows["extractions"][0],
             )
             for rt in schema.record_types:
-                rows = records.get(rt.name, [])
-                if rows:
-                    self._insert_records(rt, schema.name, run_id, chunk, extraction_key, rows)
-            if cache is not None and status == "ok" and response is not None:
-                self._cache_response(cache, chunk, extraction_key, response)
-            outcome = outcome or ("extracted" if status == "ok" else "failed")
-            self.link_run_chunk(run_id, chunk.chunk_id, extraction_key, outcome)
+                table = record_table(rt.name)
+                if rows.get(table):
+                    cols = record_columns(rt)
+                    self.con.executemany(f"INSERT INTO {table} ({_names(cols)}) VALUES ({_marks(cols)})", rows[table])
+            if rows["llm_cache"]:
+                self.con.execute(f"INSERT OR REPLACE INTO llm_cache VALUES ({_marks(LLM_CACHE)})", rows["llm_cache"][0])
+            self.link_run_chunk(*rows["run_chunks"][0])
 
-    def _cache_response(self, cache: dict[str, Any], chunk: Chunk, extraction_key: str, response: Any) -> None:
-        self.con.execute(
-            "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                cache["cache_key"],
-                chunk.content_hash,
-                cache["prompt"],
-                cache["schema"],
-                cache["strategy"],
-                cache["model"],
-                json.dumps(cache["decoding"], sort_keys=True),
-                json.dumps(response),
-                extraction_key,
-                now(),
-            ],
-        )
+    def write_chunk_results(self, tables: Mapping[str, pa.Table], schema: Schema) -> None:
+        """Many chunk results in one transaction. ``tables`` holds their rows by table name,
+        as ``ResultRows.to_arrow`` makes them (several workers' tables concatenated). The
+        effect is ``write_chunk_result`` for each chunk in turn: a stored result under the
+        same extraction key is replaced, its records included, and the response cache keeps
+        one response per cache key. An extraction key may appear only once."""
+        keys = tables["extractions"].column("extraction_key").to_pylist()
+        if len(set(keys)) != len(keys):
+            raise ValueError("write_chunk_results: an extraction key appears twice in one commit")
+        if not keys:
+            return
+        registered: list[str] = []
+        try:
+            for table, data in tables.items():
+                self.con.register(f"_new_{table}", data)
+                registered.append(f"_new_{table}")
+            with self.transaction():
+                self._insert_from("llm_calls", LLM_CALLS)
+                previous = self.con.execute(
+                    "DELETE FROM extractions WHERE extraction_key IN (SELECT extraction_key FROM _new_extractions) "
+                    "RETURNING extraction_key, n_records"
+                ).fetchall()
+                replaced = [k for k, n in previous if n]
+                if replaced:  # --refresh of stored results: replace their records
+                    for rt in schema.record_types:
+                        self.con.execute(
+                            f"DELETE FROM {record_table(rt.name)} WHERE extraction_key IN (SELECT unnest(?))",
+                            [replaced],
+                        )
+                self._insert_from("extractions", EXTRACTIONS)
+                for rt in schema.record_types:
+                    table = record_table(rt.name)
+                    if table in tables and tables[table].num_rows:
+                        self._insert_from(table, record_columns(rt))
+                self._insert_from(
+                    "llm_cache",
+                    LLM_CACHE,
+                    "OR REPLACE",
+                    " QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY created_at DESC) = 1",
+                )
+                self._insert_from("run_chunks", RUN_CHUNKS, tail=_RELINK)
+        finally:
+            for name in registered:
+                self.con.unregister(name)
+
+    def _insert_from(self, table: str, columns: Mapping[str, str], verb: str = "", tail: str = "") -> None:
+        cols = _names(columns)
+        self.con.execute(f"INSERT {verb} INTO {table} ({cols}) SELECT {cols} FROM _new_{table}{tail}")
 
     def link_run_chunk(self, run_id: str, chunk_id: str, extraction_key: str, outcome: str) -> None:
         self.con.execute(
@@ -218,42 +269,6 @@ class RunWrites(StoreBase):
             "extraction_key = excluded.extraction_key",
             [run_id, chunk_id, extraction_key, outcome],
         )
-
-    def _insert_records(
-        self,
-        rt: RecordType,
-        schema_name: str,
-        run_id: str,
-        chunk: Chunk,
-        extraction_key: str,
-        rows: list[dict[str, Any]],
-    ) -> None:
-        fields = [f.name for f in rt.fields if f.name != "evidence"]
-        base = [name for name, _ in RECORD_COLUMNS]
-        cols = base + fields
-        placeholders = ", ".join("?" for _ in cols)
-        values = []
-        for i, row in enumerate(rows):
-            values.append(
-                [
-                    f"{extraction_key[:16]}:{rt.name}:{i}",
-                    extraction_key,
-                    run_id,
-                    schema_name,
-                    chunk.doc_id,
-                    chunk.doc_sha256,
-                    chunk.chunk_id,
-                    i,
-                    row.get("evidence"),
-                    row.get("evidence_start"),
-                    row.get("evidence_end"),
-                    row.get("alignment"),
-                    row.get("grounded"),
-                    *[row.get(f) for f in fields],
-                ]
-            )
-        columns = ", ".join(quote(c) for c in cols)
-        self.con.executemany(f"INSERT INTO {record_table(rt.name)} ({columns}) VALUES ({placeholders})", values)
 
     @staticmethod
     def record_columns(rt: RecordType) -> list[str]:
