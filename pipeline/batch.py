@@ -14,8 +14,11 @@ Stages, in order: read and clean the documents (``ingest``), chunk them (``chunk
 and ground each chunk (``strategies``), store each chunk's result (``store``), then merge the
 run's records into one entity per thing (``merge``).
 
-Remote providers may run ``--concurrency`` requests at once in worker threads; the main
-thread alone writes to DuckDB, one transaction per chunk.
+How the chunks are run is the engine's business (``--engine``, ``pipeline/engines/``): ``local``
+runs them in this process -- remote providers ``--concurrency`` requests at once in worker
+threads, the main thread alone writing to DuckDB, one transaction per chunk; ``ray`` reads,
+chunks and extracts on the workers of a Ray cluster and commits their results in bulk. Both
+share everything here: validation, the stored results and cache (``Batch``), the run's rows.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,7 @@ from pipeline.providers import Provider, get_provider
 from pipeline.retry import RetryPolicy
 from pipeline.store import Store
 from pipeline.strategies import ChunkOutcome, Context, Strategy, default_strategy, get_strategy
+from pipeline.strategies.base import Records
 
 
 @dataclass
@@ -73,6 +76,10 @@ class ExtractConfig:
     timeout: float = 60.0
     max_attempts: int = 5
     max_seconds: float = 300.0
+    # how the chunks run: local (this process) | ray (a Ray cluster; see pipeline/engines/)
+    engine: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
     def retry_policy(self) -> RetryPolicy:
         try:
@@ -149,23 +156,29 @@ def digest(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
 
 
-def run_extract(
-    paths: Sequence[str | Path],
-    *,
-    db: str | Path,
-    config: ExtractConfig,
-    provider: Provider | None = None,
-    console: Console | None = None,
-    progress: bool = True,
-) -> RunSummary:
-    """Extract every document under ``paths`` into ``db``. Bad input fails before any write:
-    documents, schema, prompt, provider and chunking are all checked before the database opens.
-    Ctrl-C stops the job between chunks: the run is marked interrupted and ``Interrupted`` is
-    raised after what was finished is stored."""
-    t0 = time.perf_counter()
-    console = console or Console(stderr=True)
-    schema = load_schema(config.schema)
-    docs = read_documents(paths, schema.domain.cleaning)
+@dataclass
+class Job:
+    """What every chunk of a run is extracted with: built once by the driver, and once by
+    each Ray worker from the same ``ExtractConfig`` (``prepare_job``)."""
+
+    schema: Schema
+    provider: Provider
+    strategy: Strategy
+    ctx: Context
+    fingerprint: dict[str, Any]
+    config_hash: str
+    #: requests in flight at once (per worker): 1 for an in-process model
+    concurrency: int
+
+    @property
+    def chunking(self) -> str:
+        """The chunking configuration's key: chunk boundaries are stored under it."""
+        cfg = self.fingerprint
+        return digest({"max": cfg["max_chunk_tokens"], "overlap": cfg["overlap"], "tokens": self.provider.tokenizer_id})
+
+
+def prepare_job(config: ExtractConfig, schema: Schema, provider: Provider | None = None) -> Job:
+    """Check the options and build the provider, strategy and context of a run."""
     if config.concurrency < 1:
         raise PipelineError(f"--concurrency {config.concurrency} is not a positive number", "pass 1 or more")
     if config.max_chunk_tokens < 4:
@@ -180,14 +193,48 @@ def run_extract(
     if not strategy.uses_model and config.prompt:
         raise PipelineError(f"--prompt is not used by the {strategy.name!r} strategy", "leave --prompt out")
     fingerprint = config_fingerprint(config, provider, schema.hash, prompt_hash, strategy.name)
-    config_hash = digest(fingerprint)
-    concurrency = config.concurrency if provider.remote else 1
+    return Job(
+        schema=schema,
+        provider=provider,
+        strategy=strategy,
+        ctx=ctx,
+        fingerprint=fingerprint,
+        config_hash=digest(fingerprint),
+        concurrency=config.concurrency if provider.remote else 1,
+    )
 
-    with interruptible() as stop:
+
+def run_extract(
+    paths: Sequence[str | Path],
+    *,
+    db: str | Path,
+    config: ExtractConfig,
+    provider: Provider | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Extract every document under ``paths`` into ``db``. Bad input fails before any write:
+    documents, schema, prompt, provider and chunking are all checked before the database opens.
+    Ctrl-C stops the job between chunks: the run is marked interrupted and ``Interrupted`` is
+    raised after what was finished is stored."""
+    from pipeline.engines import get_engine
+
+    t0 = time.perf_counter()
+    console = console or Console(stderr=True)
+    schema = load_schema(config.schema)
+    engine = get_engine(config, provider)
+    # the local engine reads the documents first (bad input before bad options, as always);
+    # a remote engine reads them on its workers, which need the checked options
+    docs = read_documents(paths, schema.domain.cleaning) if engine.reads_here else None
+    job = prepare_job(config, schema, provider)
+    provider, strategy, ctx, prompt_hash = job.provider, job.strategy, job.ctx, job.ctx.prompt_hash
+    fingerprint, config_hash, concurrency = job.fingerprint, job.config_hash, job.concurrency
+
+    with interruptible() as stop, engine:
         ctx.stop = stop
-        chunking = digest({"max": config.max_chunk_tokens, "overlap": config.overlap, "tokens": provider.tokenizer_id})
+        chunking = job.chunking
         with stop.abortable():  # nothing is written while the documents are chunked (the model loads)
-            chunks_by_doc = chunk_documents(docs, db, provider, config, chunking)
+            docs, chunks_by_doc = engine.prepare(paths, docs, job, db)
         all_chunks = [c for d in docs for c in chunks_by_doc[d.doc_id]]
         stop.check()
         with Store(db) as store:
@@ -210,6 +257,7 @@ def run_extract(
                         "provider": provider.describe(),
                         "retry": ctx.retry.model_dump(),
                         "concurrency": concurrency,
+                        **engine.describe(),
                     },
                     "config_hash": config_hash,
                     "pid": os.getpid(),
@@ -217,12 +265,12 @@ def run_extract(
                 docs,
             )
             summary = RunSummary(run_id=run_id, status="running", documents=len(docs), chunks=len(all_chunks))
-            summary.warnings = [*schema.warnings, *(w for d in docs for w in d.warnings)]
+            summary.warnings = [*schema.warnings, *(w for d in docs for w in d.warnings), *engine.warnings]
             if config.concurrency > 1 and not provider.remote:
                 summary.warnings.append(
                     f"--concurrency {config.concurrency} ignored: {provider.model_id} runs in-process"
                 )
-            batch = _Batch(
+            batch = Batch(
                 store=store,
                 run_id=run_id,
                 ctx=ctx,
@@ -247,7 +295,7 @@ def run_extract(
                     task = bar.add_task("extract", total=len(all_chunks), doc="")
                     batch.advance = lambda chunk: bar.update(task, advance=1, doc=chunk.doc_id)
                     with contextlib.suppress(CtrlC):  # a chunk's generation aborted: that chunk is not stored
-                        batch.run(all_chunks, concurrency)
+                        engine.extract(batch, all_chunks, concurrency)
                 if not stop():
                     status = "completed" if summary.chunks_failed == 0 else "completed_with_failures"
             except PipelineError:
@@ -262,23 +310,28 @@ def run_extract(
     return summary
 
 
-def chunk_documents(
-    docs: Sequence[Document], db: str | Path, provider: Provider, config: ExtractConfig, chunking: str
-) -> dict[str, list[Chunk]]:
+def chunk_documents(docs: Sequence[Document], db: str | Path, job: Job) -> dict[str, list[Chunk]]:
     """Each document's chunks: as stored by an earlier run under the same chunking (no tokenizer
     load), else cut now. The database is only read here, so bad input still leaves it untouched."""
-    stored: dict[tuple[str, str], list[Chunk]] = {}
-    if Path(db).is_file():
-        try:
-            with Store(db, read_only=True) as store:
-                stored = store.chunked([(d.doc_id, d.sha256) for d in docs], chunking)
-        except PipelineError:  # not (yet) a database this version reads: chunk everything
-            stored = {}
-    return {
-        d.doc_id: stored.get((d.doc_id, d.sha256))
-        or chunk_document(d, provider.count_tokens, config.max_chunk_tokens, config.overlap)
-        for d in docs
-    }
+    stored = stored_chunks(docs, db, job.chunking)
+    return {d.doc_id: stored.get((d.doc_id, d.sha256)) or cut(d, job) for d in docs}
+
+
+def cut(doc: Document, job: Job) -> list[Chunk]:
+    """``doc``'s chunks under the run's token budget and overlap."""
+    cfg = job.fingerprint
+    return chunk_document(doc, job.provider.count_tokens, cfg["max_chunk_tokens"], cfg["overlap"])
+
+
+def stored_chunks(docs: Sequence[Document], db: str | Path, chunking: str) -> dict[tuple[str, str], list[Chunk]]:
+    """The chunks an earlier run stored for ``docs`` under ``chunking`` (read-only)."""
+    if not Path(db).is_file():
+        return {}
+    try:
+        with Store(db, read_only=True) as store:
+            return store.chunked([(d.doc_id, d.sha256) for d in docs], chunking)
+    except PipelineError:  # not (yet) a database this version reads: chunk everything
+        return {}
 
 
 def finish(store: Store, summary: RunSummary, schema: Schema, docs: Sequence[Document]) -> None:
@@ -304,9 +357,10 @@ def finish(store: Store, summary: RunSummary, schema: Schema, docs: Sequence[Doc
 
 
 @dataclass
-class _Batch:
-    """Runs the chunks of one run. Only the calling (main) thread touches the database: with
-    ``concurrency`` > 1, worker threads make the LLM requests and hand their outcomes back."""
+class Batch:
+    """The chunks of one run and what every engine shares about them: the run's rows, the
+    stored results and cached responses (``prefetch``, ``reuse``), each chunk's keys, and the
+    write of one outcome (``write``). Only the thread that made it touches the database."""
 
     store: Store
     run_id: str
@@ -336,70 +390,7 @@ class _Batch:
 
     @property
     def cache_basis(self) -> dict[str, Any]:
-        """What a cached response depends on besides the chunk's text."""
-        p = self.ctx.provider
-        return {
-            "prompt": self.ctx.prompt_hash,
-            "schema": self.ctx.schema_hash,
-            "strategy": self.strategy.name,
-            "model": p.model_id,
-            "decoding": p.decoding,
-            "settings": p.settings,
-            "reground": self.ctx.reground,
-        }
-
-    def run(self, chunks: Sequence[Chunk], concurrency: int) -> None:
-        """Extract every chunk; stop early, leaving whole chunks only, once ``ctx.stop`` is set."""
-        self.prefetch(chunks)
-        stop = self.ctx.stop
-        if not self.ctx.provider.remote:  # an in-process model: one chunk at a time, here
-            for chunk in chunks:
-                if stop() or self.reuse(chunk):
-                    continue
-                outcome = self.strategy.extract(chunk, self.docs[chunk.doc_id], self.ctx)
-                if stop():
-                    return  # the chunk was cut short by Ctrl-C: not stored, the rerun does it
-                self.write(chunk, outcome)
-            return
-        # remote requests run in worker threads even one at a time: the main thread stays free
-        # to notice Ctrl-C within a fraction of a second, whatever a request is waiting on
-        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm")
-        in_flight: dict[Future[ChunkOutcome], Chunk] = {}
-        leaders: set[str] = set()  # cache keys with a request in flight
-        waiting: dict[str, list[Chunk]] = {}  # chunks whose text is in flight: served from the cache after
-
-        def schedule(chunk: Chunk) -> None:
-            if self.reuse(chunk):
-                return
-            key = self.cache_key(chunk)
-            if key in leaders:
-                waiting.setdefault(key, []).append(chunk)
-                return
-            leaders.add(key)
-            in_flight[pool.submit(self.strategy.extract, chunk, self.docs[chunk.doc_id], self.ctx)] = chunk
-
-        pending = iter(chunks)
-
-        def fill() -> None:
-            while len(in_flight) < concurrency and (chunk := next(pending, None)) is not None:
-                schedule(chunk)
-
-        try:
-            fill()
-            while in_flight:
-                done, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
-                if stop():
-                    return
-                finished = [(fut, in_flight.pop(fut)) for fut in done]
-                fill()  # the next requests go out before this main thread writes the results
-                for fut, chunk in finished:
-                    self.write(chunk, fut.result())
-                    key = self.cache_key(chunk)
-                    leaders.discard(key)
-                    for follower in waiting.pop(key, []):
-                        schedule(follower)
-        finally:  # after Ctrl-C, requests still in flight are abandoned, not waited for
-            pool.shutdown(wait=not stop(), cancel_futures=True)
+        return cache_basis(self.ctx, self.strategy)
 
     def reuse(self, chunk: Chunk) -> bool:
         """Serve ``chunk`` without an LLM call: its stored result, or a cached response."""
@@ -415,9 +406,8 @@ class _Batch:
         response = self.store.cached_response(cache_key) if cache_key in self.cached else None
         if response is None:
             return False
-        try:
-            records = self.strategy.rebuild(response, chunk, self.docs[chunk.doc_id], self.ctx)
-        except (ValidationError, KeyError, TypeError, ValueError):  # not this strategy's shape: call the model
+        records = rebuild(self.strategy, response, chunk, self.docs[chunk.doc_id], self.ctx)
+        if records is None:
             return False
         self.store.write_chunk_result(
             run_id=self.run_id,
@@ -455,17 +445,44 @@ class _Batch:
         )
         if cache_key is not None:
             self.cached.add(cache_key)
+        self.count(outcome.calls, ok)
+        self.advance(chunk)
+
+    def count(self, calls: Sequence[dict[str, Any]], ok: bool) -> None:
+        """Add one extracted (or failed) chunk and its attempts to the run's totals."""
         s = self.summary
-        s.calls += len(outcome.calls)
-        s.calls_failed += sum(1 for c in outcome.calls if c["status"] != "ok")
-        s.tokens_in += sum(c["tokens_in"] for c in outcome.calls)
-        s.tokens_out += sum(c["tokens_out"] for c in outcome.calls)
-        s.llm_seconds += sum(c["latency_s"] for c in outcome.calls)
+        s.calls += len(calls)
+        s.calls_failed += sum(1 for c in calls if c["status"] != "ok")
+        s.tokens_in += sum(c["tokens_in"] for c in calls)
+        s.tokens_out += sum(c["tokens_out"] for c in calls)
+        s.llm_seconds += sum(c["latency_s"] for c in calls)
         if ok:
             s.chunks_extracted += 1
         else:
             s.chunks_failed += 1
-        self.advance(chunk)
+
+
+def cache_basis(ctx: Context, strategy: Strategy) -> dict[str, Any]:
+    """What a cached response depends on besides the chunk's text."""
+    p = ctx.provider
+    return {
+        "prompt": ctx.prompt_hash,
+        "schema": ctx.schema_hash,
+        "strategy": strategy.name,
+        "model": p.model_id,
+        "decoding": p.decoding,
+        "settings": p.settings,
+        "reground": ctx.reground,
+    }
+
+
+def rebuild(strategy: Strategy, response: Any, chunk: Chunk, doc: Document, ctx: Context) -> Records | None:
+    """The records of a cached response, grounded in ``doc``; None when the response is not
+    this strategy's shape (the chunk is then extracted)."""
+    try:
+        return strategy.rebuild(response, chunk, doc, ctx)
+    except (ValidationError, KeyError, TypeError, ValueError):
+        return None
 
 
 def merged_entities(

@@ -275,6 +275,12 @@ def read_documents(paths: Iterable[str | Path], cleaning: Cleaning | None = None
     once, with a warning; two files with one stem are an error (the stem is the document id).
     Warnings about the inputs as a whole ride on the first document, so they reach the run's
     summary with the documents' own."""
+    files, notes = input_files(paths)
+    return check_documents([read_document(p, cleaning) for p in files], notes)
+
+
+def input_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """The files ``read_documents`` reads, each once, and its notes about the inputs."""
     notes: list[str] = []
     unique: dict[Path, Path] = {}
     for path in iter_paths(paths, skipped=notes):
@@ -283,7 +289,12 @@ def read_documents(paths: Iterable[str | Path], cleaning: Cleaning | None = None
             notes.append(f"{path} given twice: read once")
         else:
             unique[key] = path
-    docs = [read_document(p, cleaning) for p in unique.values()]
+    return list(unique.values()), notes
+
+
+def check_documents(docs: list[Document], notes: list[str]) -> list[Document]:
+    """``docs`` (read from ``input_files``, in its order) after checking that no two share an
+    id; the notes go first among the first document's warnings."""
     seen: dict[str, str] = {}
     for d in docs:
         if d.doc_id in seen:
