@@ -48,10 +48,27 @@ def extract(
     fold_system: Annotated[
         bool, typer.Option(help="fold system messages into the first user turn (chat templates without one)")
     ] = False,
-    concurrency: Annotated[int, typer.Option(help="requests in flight at once (remote providers)")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(help="requests in flight at once (remote providers; per worker with --engine ray)")
+    ] = 1,
     timeout: Annotated[float, typer.Option(help="seconds one request may take")] = 60.0,
     max_attempts: Annotated[int, typer.Option(help="tries per request on timeouts, 429 and 5xx")] = 5,
     max_seconds: Annotated[float, typer.Option(help="time budget per chunk, retries and waits included")] = 300.0,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) | ray (a Ray cluster: see README, 'Scale out with Ray')")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="ray engine: a running cluster's HOST:PORT, or auto [default: start a local Ray on 127.0.0.1]"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="ray engine: worker processes, each with --concurrency requests [default: the cluster's CPUs]"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Extract records from documents into DuckDB and print a summary."""
@@ -81,6 +98,9 @@ def extract(
             timeout=timeout,
             max_attempts=max_attempts,
             max_seconds=max_seconds,
+            engine=engine,
+            ray_address=ray_address,
+            workers=workers,
         ),
         console=console,
         progress=not quiet,

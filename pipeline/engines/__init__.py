@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pipeline.batch import Batch, ExtractConfig, Job
     from pipeline.providers import Provider
 
-ENGINES = ("local",)
+ENGINES = ("local", "ray")
 
 
 class Engine(ABC):
@@ -77,4 +77,11 @@ def get_engine(config: ExtractConfig, provider: Provider | None = None) -> Engin
         from pipeline.engines.local import LocalEngine
 
         return LocalEngine()
-    raise PipelineError("the ray engine is not built yet", "use --engine local")
+    if provider is not None:
+        raise PipelineError(
+            "the ray engine builds its provider from --model on each worker",
+            "pass the model by name (ExtractConfig.model)",
+        )
+    from pipeline.engines.ray_engine import RayEngine
+
+    return RayEngine(config)
