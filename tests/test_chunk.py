@@ -62,3 +62,27 @@ def test_chunk_ids_change_with_document_text() -> None:
     a = Document("d", "d.txt", "text", "Alpha beta. Gamma.", [Span(0, 18)])
     b = Document("d", "d.txt", "text", "Alpha beta. Delta.", [Span(0, 18)])
     assert chunk_document(a, words)[0].chunk_id != chunk_document(b, words)[0].chunk_id
+
+
+def test_sentences_are_the_same_from_many_threads() -> None:
+    """Strategies cut sentences in worker threads (``--concurrency``, Ray workers): a pysbd
+    segmenter shared by threads mixed their texts up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.chunk import sentences
+    from pipeline.core.types import Span
+
+    texts = [
+        f"Report {i}-{j}: patients with lupus nephritis received obinutuzumab in trial {i}.{j}. Dr. Smith et al. "
+        f"saw {j} cases. The FDA approved it in 2020. " * (1 + j % 3)
+        for i in range(40)
+        for j in range(8)
+    ]
+
+    def cut(text: str) -> list[Span]:
+        return list(sentences(text, Span(0, len(text))))
+
+    serial = [cut(t) for t in texts]
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(cut, texts)) == serial
