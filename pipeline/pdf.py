@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.domain import Cleaning
 from pipeline.core.errors import InputError
 from pipeline.core.types import Document, Span
 
@@ -555,7 +556,10 @@ def pages_of(pages: Sequence[Span], start: int, end: int) -> list[int]:
 # -- the reader ---------------------------------------------------------------------------------
 
 
-def read_pdf(path: Path, timeout: float = TIMEOUT_S, max_pages: int = MAX_PAGES) -> Document:
+def read_pdf(
+    path: Path, timeout: float = TIMEOUT_S, max_pages: int = MAX_PAGES, cleaning: Cleaning | None = None
+) -> Document:
+    """``path`` as a ``Document``; ``cleaning``: the schema package's own line rules, as for ``.txt``."""
     from pipeline.ingest import clean_text_spans
 
     data = path.read_bytes()
@@ -578,7 +582,7 @@ def read_pdf(path: Path, timeout: float = TIMEOUT_S, max_pages: int = MAX_PAGES)
         problem, fix = _PROBLEMS["no_text"]
         raise InputError(f"{path}: {problem}", fix)
     built = build_text(pages)
-    kept = subtract(clean_text_spans(built.text), built.running, built.text)
+    kept = subtract(clean_text_spans(built.text, cleaning), built.running, built.text)
     if not kept:
         raise InputError(f"{path}: no text left after cleaning", "check that the file holds an article's text")
     return Document(
