@@ -219,10 +219,18 @@ def m005_schema_spec(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS schema_spec VARCHAR")
 
 
+def m006_pages(con: duckdb.DuckDBPyConnection) -> None:
+    """Page spans of a document with pages (PDF): ``[[start, end], ...]``, page ``i + 1`` at index
+    ``i``, offsets into ``text``; NULL for a document without pages. Documents stored before this
+    migration get theirs when ``pipeline extract`` reads them again."""
+    con.execute("ALTER TABLE documents ADD COLUMN IF NOT EXISTS pages JSON")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_core_tables", m001_core_tables),
     ("002_eval_tables", m002_eval_tables),
     ("003_llm_cache", m003_llm_cache),
     ("004_entities", m004_entities),
     ("005_schema_spec", m005_schema_spec),
+    ("006_pages", m006_pages),
 ]

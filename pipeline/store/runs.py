@@ -26,10 +26,14 @@ class RunWrites(StoreBase):
         with self.transaction():
             for d in docs:
                 spans = json.dumps([[s.start, s.end] for s in d.kept])
+                pages = json.dumps([[p.start, p.end] for p in d.pages]) if d.pages else None
+                # a version stored once stays as first seen, but one stored before page spans were
+                # kept (migration 006) gets them when its source is read again
                 self.con.execute(
-                    "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [d.doc_id, d.sha256, d.path, d.format, len(d.text), d.text, spans],
+                    "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans, pages) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (doc_id, doc_sha256) DO UPDATE SET pages = excluded.pages "
+                    "WHERE documents.pages IS NULL AND documents.format = excluded.format",
+                    [d.doc_id, d.sha256, d.path, d.format, len(d.text), d.text, spans, pages],
                 )
             self.con.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
