@@ -208,9 +208,9 @@ def record_select(
     page_cols = {"page": "CAST(NULL AS INTEGER) AS page", "pages": "CAST(NULL AS INTEGER[]) AS pages"}
     if page_spans:
         # over the whole record table, joined by record_id: below the view's joins DuckDB expects a
-        # few rows and runs the ASOF joins as a loop over every page of the document (0.7 s for a
-        # full scan of 20,000 records on 500 20-page PDFs); here they are sorted searches (0.07 s
-        # there, 0.09 s for 20,000 records of one 5,000-page PDF; 0.02 s without pages)
+        # few rows and runs the ASOF joins as a loop over every page of the document (0.5-0.8 s for
+        # a full scan of 20,000 records on 500 20-page PDFs); here they are sorted searches
+        # (0.04-0.10 s there and for 20,000 records of one 5,000-page PDF; 0.01-0.03 s without pages)
         found = page_sql("r0.doc_id", "r0.doc_sha256", "r0.evidence_start", "r0.evidence_end")
         page_join = (
             f"LEFT JOIN (SELECT r0.record_id, {found.page} AS page, {found.pages} AS pages FROM {table} r0 "
