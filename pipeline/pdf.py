@@ -363,7 +363,7 @@ class _Words:
 
     def keeps_hyphen(self, left: str, right: str) -> bool:
         if not right[:1].islower():
-            return True  # "anti-" + "CD19", "B-" + "cells"
+            return True  # a capital or digit goes on: "non-" + "English", "mid-" + "2020"
         joined = self.counts[(left + right).lower()]
         hyphenated = self.counts[f"{left}-{right}".lower()]
         return hyphenated > joined
