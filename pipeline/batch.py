@@ -20,6 +20,7 @@ thread alone writes to DuckDB, one transaction per chunk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.schema import DEFAULT_SCHEMA, Schema, load_schema
 from pipeline.core.types import Chunk, Document
 from pipeline.ingest import read_documents
+from pipeline.interrupt import CtrlC, interruptible
 from pipeline.merge import merge_document, record_key
 from pipeline.providers import Provider, get_provider
 from pipeline.retry import RetryPolicy
@@ -157,13 +159,17 @@ def run_extract(
     progress: bool = True,
 ) -> RunSummary:
     """Extract every document under ``paths`` into ``db``. Bad input fails before any write:
-    documents, schema, prompt, provider and chunking are all checked before the database opens."""
+    documents, schema, prompt, provider and chunking are all checked before the database opens.
+    Ctrl-C stops the job between chunks: the run is marked interrupted and ``Interrupted`` is
+    raised after what was finished is stored."""
     t0 = time.perf_counter()
     console = console or Console(stderr=True)
     schema = load_schema(config.schema)
     docs = read_documents(paths, schema.domain.cleaning)
     if config.concurrency < 1:
         raise PipelineError(f"--concurrency {config.concurrency} is not a positive number", "pass 1 or more")
+    if config.max_chunk_tokens < 4:
+        raise PipelineError(f"--max-chunk-tokens {config.max_chunk_tokens} is too small", "pass 4 or more")
     retry = config.retry_policy()
     provider = provider or get_provider(config.model, **config.provider_options())
     if config.max_tokens is not None:
@@ -175,93 +181,126 @@ def run_extract(
         raise PipelineError(f"--prompt is not used by the {strategy.name!r} strategy", "leave --prompt out")
     fingerprint = config_fingerprint(config, provider, schema.hash, prompt_hash, strategy.name)
     config_hash = digest(fingerprint)
-    chunks_by_doc: dict[str, list[Chunk]] = {
-        d.doc_id: chunk_document(d, provider.count_tokens, config.max_chunk_tokens, config.overlap) for d in docs
-    }
-    all_chunks = [c for d in docs for c in chunks_by_doc[d.doc_id]]
     concurrency = config.concurrency if provider.remote else 1
 
-    with Store(db) as store:
-        store.ensure_record_tables(schema)
-        store.mark_stale_runs()
-        store.upsert_documents(docs, all_chunks)
-        run_id = new_run_id()
-        store.start_run(
-            run_id,
-            {
-                "model": provider.model_id,
-                "strategy": strategy.name,
-                "schema_name": schema.name,
-                "schema_spec": schema.spec,
-                "schema_hash": schema.hash,
-                "prompt_hash": prompt_hash,
-                "config": {
-                    **fingerprint,
-                    "paths": [str(p) for p in paths],
-                    "provider": provider.describe(),
-                    "retry": ctx.retry.model_dump(),
-                    "concurrency": concurrency,
-                },
-                "config_hash": config_hash,
-                "pid": os.getpid(),
-            },
-            docs,
-        )
-        summary = RunSummary(run_id=run_id, status="running", documents=len(docs), chunks=len(all_chunks))
-        summary.warnings = [*schema.warnings, *(w for d in docs for w in d.warnings)]
-        if config.concurrency > 1 and not provider.remote:
-            summary.warnings.append(f"--concurrency {config.concurrency} ignored: {provider.model_id} runs in-process")
-        batch = _Batch(
-            store=store,
-            run_id=run_id,
-            ctx=ctx,
-            strategy=strategy,
-            config=config,
-            config_hash=config_hash,
-            summary=summary,
-            docs={d.doc_id: d for d in docs},
-        )
-        status = "interrupted"
-        try:
-            with Progress(
-                TextColumn("[bold]extract"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[doc]}"),
-                TimeElapsedColumn(),
-                console=console,
-                disable=not progress,
-                transient=True,
-            ) as bar:
-                task = bar.add_task("extract", total=len(all_chunks), doc="")
-                batch.advance = lambda chunk: bar.update(task, advance=1, doc=chunk.doc_id)
-                batch.run(all_chunks, concurrency)
-            status = "completed" if summary.chunks_failed == 0 else "completed_with_failures"
-        except PipelineError:
-            status = "failed"
-            raise
-        finally:
-            summary.status = status
-            summary.seconds = round(time.perf_counter() - t0, 2)
-            records = store.run_records(run_id, schema, include_ungrounded=True)
-            summary.records = count_records(records, schema)
-            store.write_entities(run_id, merged_entities(records, run_id, schema, docs))
-            store.finish_run(
+    with interruptible() as stop:
+        ctx.stop = stop
+        chunking = digest({"max": config.max_chunk_tokens, "overlap": config.overlap, "tokens": provider.tokenizer_id})
+        with stop.abortable():  # nothing is written while the documents are chunked (the model loads)
+            chunks_by_doc = chunk_documents(docs, db, provider, config, chunking)
+        all_chunks = [c for d in docs for c in chunks_by_doc[d.doc_id]]
+        stop.check()
+        with Store(db) as store:
+            store.ensure_record_tables(schema)
+            store.mark_stale_runs()
+            store.upsert_documents(docs, all_chunks, chunking)
+            run_id = new_run_id()
+            store.start_run(
                 run_id,
-                status,
                 {
-                    "n_chunks": summary.chunks,
-                    "n_chunks_failed": summary.chunks_failed,
-                    "n_chunks_reused": summary.chunks_reused,
-                    "n_chunks_cached": summary.chunks_cached,
-                    "n_calls": summary.calls,
-                    "tokens_in": summary.tokens_in,
-                    "tokens_out": summary.tokens_out,
-                    "seconds": summary.seconds,
+                    "model": provider.model_id,
+                    "strategy": strategy.name,
+                    "schema_name": schema.name,
+                    "schema_spec": schema.spec,
+                    "schema_hash": schema.hash,
+                    "prompt_hash": prompt_hash,
+                    "config": {
+                        **fingerprint,
+                        "paths": [str(p) for p in paths],
+                        "provider": provider.describe(),
+                        "retry": ctx.retry.model_dump(),
+                        "concurrency": concurrency,
+                    },
+                    "config_hash": config_hash,
+                    "pid": os.getpid(),
                 },
+                docs,
             )
-        store.ensure_views(schema)
+            summary = RunSummary(run_id=run_id, status="running", documents=len(docs), chunks=len(all_chunks))
+            summary.warnings = [*schema.warnings, *(w for d in docs for w in d.warnings)]
+            if config.concurrency > 1 and not provider.remote:
+                summary.warnings.append(
+                    f"--concurrency {config.concurrency} ignored: {provider.model_id} runs in-process"
+                )
+            batch = _Batch(
+                store=store,
+                run_id=run_id,
+                ctx=ctx,
+                strategy=strategy,
+                config=config,
+                config_hash=config_hash,
+                summary=summary,
+                docs={d.doc_id: d for d in docs},
+            )
+            status = "interrupted"
+            try:
+                with Progress(
+                    TextColumn("[bold]extract"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[doc]}"),
+                    TimeElapsedColumn(),
+                    console=console,
+                    disable=not progress,
+                    transient=True,
+                ) as bar:
+                    task = bar.add_task("extract", total=len(all_chunks), doc="")
+                    batch.advance = lambda chunk: bar.update(task, advance=1, doc=chunk.doc_id)
+                    with contextlib.suppress(CtrlC):  # a chunk's generation aborted: that chunk is not stored
+                        batch.run(all_chunks, concurrency)
+                if not stop():
+                    status = "completed" if summary.chunks_failed == 0 else "completed_with_failures"
+            except PipelineError:
+                status = "failed"
+                raise
+            finally:
+                summary.status = status
+                summary.seconds = round(time.perf_counter() - t0, 2)
+                finish(store, summary, schema, docs)
+            store.ensure_views(schema)
+        stop.check(run_id)
     return summary
+
+
+def chunk_documents(
+    docs: Sequence[Document], db: str | Path, provider: Provider, config: ExtractConfig, chunking: str
+) -> dict[str, list[Chunk]]:
+    """Each document's chunks: as stored by an earlier run under the same chunking (no tokenizer
+    load), else cut now. The database is only read here, so bad input still leaves it untouched."""
+    stored: dict[tuple[str, str], list[Chunk]] = {}
+    if Path(db).is_file():
+        try:
+            with Store(db, read_only=True) as store:
+                stored = store.chunked([(d.doc_id, d.sha256) for d in docs], chunking)
+        except PipelineError:  # not (yet) a database this version reads: chunk everything
+            stored = {}
+    return {
+        d.doc_id: stored.get((d.doc_id, d.sha256))
+        or chunk_document(d, provider.count_tokens, config.max_chunk_tokens, config.overlap)
+        for d in docs
+    }
+
+
+def finish(store: Store, summary: RunSummary, schema: Schema, docs: Sequence[Document]) -> None:
+    """Close the run: counts, its merged records (finished runs), its status and totals."""
+    records = store.run_records(summary.run_id, schema, include_ungrounded=True)
+    summary.records = count_records(records, schema)
+    if summary.status != "interrupted":
+        store.write_entities(summary.run_id, merged_entities(records, summary.run_id, schema, docs))
+    store.finish_run(
+        summary.run_id,
+        summary.status,
+        {
+            "n_chunks": summary.chunks,
+            "n_chunks_failed": summary.chunks_failed,
+            "n_chunks_reused": summary.chunks_reused,
+            "n_chunks_cached": summary.chunks_cached,
+            "n_calls": summary.calls,
+            "tokens_in": summary.tokens_in,
+            "tokens_out": summary.tokens_out,
+            "seconds": summary.seconds,
+        },
+    )
 
 
 @dataclass
@@ -310,12 +349,20 @@ class _Batch:
         }
 
     def run(self, chunks: Sequence[Chunk], concurrency: int) -> None:
+        """Extract every chunk; stop early, leaving whole chunks only, once ``ctx.stop`` is set."""
         self.prefetch(chunks)
-        if concurrency == 1:
+        stop = self.ctx.stop
+        if not self.ctx.provider.remote:  # an in-process model: one chunk at a time, here
             for chunk in chunks:
-                if not self.reuse(chunk):
-                    self.write(chunk, self.strategy.extract(chunk, self.docs[chunk.doc_id], self.ctx))
+                if stop() or self.reuse(chunk):
+                    continue
+                outcome = self.strategy.extract(chunk, self.docs[chunk.doc_id], self.ctx)
+                if stop():
+                    return  # the chunk was cut short by Ctrl-C: not stored, the rerun does it
+                self.write(chunk, outcome)
             return
+        # remote requests run in worker threads even one at a time: the main thread stays free
+        # to notice Ctrl-C within a fraction of a second, whatever a request is waiting on
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm")
         in_flight: dict[Future[ChunkOutcome], Chunk] = {}
         leaders: set[str] = set()  # cache keys with a request in flight
@@ -340,7 +387,9 @@ class _Batch:
         try:
             fill()
             while in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
+                if stop():
+                    return
                 finished = [(fut, in_flight.pop(fut)) for fut in done]
                 fill()  # the next requests go out before this main thread writes the results
                 for fut, chunk in finished:
@@ -349,8 +398,8 @@ class _Batch:
                     leaders.discard(key)
                     for follower in waiting.pop(key, []):
                         schedule(follower)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # after Ctrl-C, requests still in flight are abandoned, not waited for
+            pool.shutdown(wait=not stop(), cancel_futures=True)
 
     def reuse(self, chunk: Chunk) -> bool:
         """Serve ``chunk`` without an LLM call: its stored result, or a cached response."""

@@ -230,7 +230,9 @@ GENERIC_KINDS: dict[str, CandidateKind] = {
     "date": CandidateKind(find=iso_dates),
     "doi": CandidateKind(find=dois),
     "title": CandidateKind(find=titles),
-    "phrase": CandidateKind(find=phrases),
+    # phrases are many and mostly not values: a small model asked to list records over them
+    # lists until it runs out of tokens, so a sentence gets at most three
+    "phrase": CandidateKind(find=phrases, per_unit=3),
 }
 
 

@@ -68,7 +68,14 @@ def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_core_names_no_domain() -> None:
     """The issue's check: no domain word anywhere in pipeline/."""
     found = subprocess.run(
-        ["grep", "-rniwE", "--include=*.py", "--include=*.j2", "therapy|therapies|CAR-T|FDA|lupus|CD19", str(ROOT / "pipeline")],
+        [
+            "grep",
+            "-rniwE",
+            "--include=*.py",
+            "--include=*.j2",
+            "therapy|therapies|CAR-T|FDA|lupus|CD19",
+            str(ROOT / "pipeline"),
+        ],
         capture_output=True,
         text=True,
     )
@@ -99,7 +106,11 @@ def test_bounds_are_added_only_where_missing() -> None:
         }
     )
     assert out["properties"]["events"]["maxItems"] == MAX_RECORDS
-    assert out["properties"]["tags"] == {"type": "array", "items": {"type": "string", "maxLength": MAX_STRING}, "maxItems": MAX_VALUES}
+    assert out["properties"]["tags"] == {
+        "type": "array",
+        "items": {"type": "string", "maxLength": MAX_STRING},
+        "maxItems": MAX_VALUES,
+    }
     assert out["properties"]["kept"] == {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 5}}
     props = out["$defs"]["E"]["properties"]
     assert props["drug"]["maxLength"] == MAX_STRING and props["evidence"]["maxLength"] == MAX_EVIDENCE
@@ -110,7 +121,9 @@ def test_bounds_are_added_only_where_missing() -> None:
 def test_complete_prefix_keeps_only_whole_objects() -> None:
     assert complete_prefix('{"a": [{"x": 1}, {"x": 2}]}') == {"a": [{"x": 1}, {"x": 2}]}
     assert complete_prefix('{"a": [{"x": 1}, {"x": "tw') == {"a": [{"x": 1}]}
-    assert complete_prefix('{"a": [{"x": 1}, {"x": "a } b", "y": 2}, {"x": ') == {"a": [{"x": 1}, {"x": "a } b", "y": 2}]}
+    assert complete_prefix('{"a": [{"x": 1}, {"x": "a } b", "y": 2}, {"x": ') == {
+        "a": [{"x": 1}, {"x": "a } b", "y": 2}]
+    }
     assert complete_prefix('{"a": [{"x": "\\"}') is None
     assert complete_prefix("not json") is None
 
@@ -190,7 +203,9 @@ def test_every_strategy_call_goes_through_the_retry_policy(tmp_path: Path, db: P
 def test_schema_check_reports_what_the_pipeline_will_do(tmp_path: Path) -> None:
     _register()
     spec = tmp_path / "nokeys.py"
-    spec.write_text(DRUG_SCHEMA.replace("class DrugEvents", "class Shelf").replace("events:", "order:"), encoding="utf-8")
+    spec.write_text(
+        DRUG_SCHEMA.replace("class DrugEvents", "class Shelf").replace("events:", "order:"), encoding="utf-8"
+    )
     result = CliRunner().invoke(app, ["schema", "check", f"{spec}:Shelf"], terminal_width=200)
     out = result.output
     assert result.exit_code == 0, out

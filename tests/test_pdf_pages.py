@@ -293,7 +293,7 @@ def test_page_label() -> None:
 
 
 def test_database_from_before_page_spans(tmp_path: Path) -> None:
-    """A database without ``documents.pages`` (migration 006) still exports and reports, pages
+    """A database without ``documents.pages`` (migration 007) still exports and reports, pages
     NULL; the next extract of the same PDF adds its page spans and the views have pages again."""
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -302,7 +302,7 @@ def test_database_from_before_page_spans(tmp_path: Path) -> None:
     extract(docs, db)
     con = duckdb.connect(str(db))
     con.execute("ALTER TABLE documents DROP COLUMN pages")
-    con.execute("DELETE FROM _migrations WHERE name = '006_pages'")
+    con.execute("DELETE FROM _migrations WHERE name = '007_pages'")
     con.close()
     out = run_export(db=db, out=tmp_path / "x", fmt="jsonl")
     assert out.files["therapies"][1] == 2
@@ -310,7 +310,7 @@ def test_database_from_before_page_spans(tmp_path: Path) -> None:
     assert [(r["name"], r["page"], r["pages"]) for r in rows] == [("KYV-101", None, None), ("Obinutuzumab", None, None)]
     html = build_report(db=db, out=tmp_path / "r.html").path.read_text(encoding="utf-8")
     assert 'class="page"' not in html and 'class="pg"' not in html
-    with Store(db) as store:  # opened for writing: migration 006 runs, the stored document has no pages yet
+    with Store(db) as store:  # opened for writing: migration 007 runs, the stored document has no pages yet
         assert store.con.execute("SELECT pages FROM documents").fetchall() == [(None,)]
     again = extract(docs, db)
     assert again.calls == 0  # every chunk reused

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
 
 from pipeline.core.errors import PipelineError
+from pipeline.interrupt import CtrlC, raise_on_interrupt
 
 app = typer.Typer(
     name="pipeline",
@@ -39,9 +41,21 @@ def _register() -> None:
 def main() -> None:
     # instructor logs every re-ask at ERROR; each attempt is already a row in llm_calls
     logging.getLogger("instructor").setLevel(logging.CRITICAL)
-    _register()
+    raise_on_interrupt()
     try:
+        _register()
         app()
     except PipelineError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        sys.exit(1)
+        typer.secho(f"error: {err}", fg="red", file=sys.stderr)
+        _exit(err.exit_code)
+    except (CtrlC, KeyboardInterrupt):
+        typer.secho("error: interrupted -- nothing was written; run the command again", fg="red", file=sys.stderr)
+        _exit(130)
+
+
+def _exit(code: int) -> None:
+    """Exit now, files and the database already closed: neither a worker thread still waiting
+    on a remote request nor tearing down the model (seconds, on a busy machine) holds the exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

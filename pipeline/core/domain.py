@@ -46,6 +46,8 @@ class CandidateKind:
     #: which values are class phrases rather than names: a class phrase gives way to a specific
     #: name in the same unit, and is no record of its own once one sentence ties it to a name
     is_class: Callable[[str], bool] | None = None
+    #: at most this many records per unit (sentence) built on a value of this kind (``select``)
+    per_unit: int | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from __future__ import annotations
 class PipelineError(Exception):
     """A failure the user can fix. ``fix`` says how."""
 
+    #: the CLI's exit code for this failure
+    exit_code = 1
+
     def __init__(self, problem: str, fix: str = "") -> None:
         self.problem = problem
         self.fix = fix

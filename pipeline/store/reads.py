@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.core.errors import StoreError
 from pipeline.core.schema import Schema, load_schema
-from pipeline.core.types import Span
+from pipeline.core.types import Chunk, Span
 from pipeline.store.db import StoreBase, record_table
 from pipeline.store.views import has_page_spans
 
@@ -44,6 +44,23 @@ class Reads(StoreBase):
             )
         return str(finished[0])
 
+    def chunked(self, docs: list[tuple[str, str]], chunking: str) -> dict[tuple[str, str], list[Chunk]]:
+        """The chunks each (doc_id, sha256) was cut into under ``chunking``, where stored."""
+        if "chunkings" not in self.table_names():
+            return {}
+        rows = self.con.execute(
+            "SELECT k.doc_id, k.doc_sha256, c.chunk_id, c.idx, c.start_offset, c.end_offset, c.text, c.n_tokens "
+            "FROM chunkings k, unnest(CAST(k.chunk_ids AS VARCHAR[])) AS u(chunk_id) "
+            "JOIN chunks c ON c.chunk_id = u.chunk_id "
+            "WHERE k.config = ? AND (k.doc_id, k.doc_sha256) IN (SELECT unnest(?), unnest(?)) "
+            "ORDER BY k.doc_id, c.idx",
+            [chunking, [d for d, _ in docs], [s for _, s in docs]],
+        ).fetchall()
+        out: dict[tuple[str, str], list[Chunk]] = {}
+        for doc_id, sha, _, idx, start, end, text, n_tokens in rows:
+            out.setdefault((doc_id, sha), []).append(Chunk(doc_id, sha, idx, start, end, text, n_tokens))
+        return out
+
     def run_info(self, run_id: str) -> dict[str, Any]:
         """The run's row of ``runs``."""
         cur = self.con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
@@ -75,7 +92,7 @@ class Reads(StoreBase):
 
     def run_document_pages(self, run_id: str) -> dict[str, list[Span]]:
         """{doc_id: page spans} of the run's documents that have pages (PDF); see ``Document.pages``."""
-        if not has_page_spans(self.con):  # a database from before migration 006, opened read-only
+        if not has_page_spans(self.con):  # a database from before migration 007, opened read-only
             return {}
         rows = self.con.execute(
             "SELECT d.doc_id, d.pages FROM run_documents rd JOIN documents d "

@@ -22,13 +22,26 @@ from pipeline.store.db import _NULL, RECORD_COLUMNS, StoreBase, now, quote, reco
 class RunWrites(StoreBase):
     """The writes of the extraction job."""
 
-    def upsert_documents(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> None:
+    def upsert_documents(self, docs: Sequence[Document], chunks: Sequence[Chunk], chunking: str | None = None) -> None:
+        """Store the documents and their chunks; with ``chunking`` (the chunking configuration's
+        key) also which chunks each document was cut into, for ``Reads.chunked``."""
+        self._upsert_documents(docs, chunks)
+        if chunking is not None:
+            by_doc: dict[tuple[str, str], list[str]] = {(d.doc_id, d.sha256): [] for d in docs}
+            for c in chunks:
+                by_doc.setdefault((c.doc_id, c.doc_sha256), []).append(c.chunk_id)
+            self.con.executemany(
+                "INSERT INTO chunkings VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [[doc_id, sha, chunking, json.dumps(ids)] for (doc_id, sha), ids in by_doc.items()],
+            )
+
+    def _upsert_documents(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> None:
         with self.transaction():
             for d in docs:
                 spans = json.dumps([[s.start, s.end] for s in d.kept])
                 pages = json.dumps([[p.start, p.end] for p in d.pages]) if d.pages else None
                 # a version stored once stays as first seen, but one stored before page spans were
-                # kept (migration 006) gets them when its source is read again
+                # kept (migration 007) gets them when its source is read again
                 self.con.execute(
                     "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans, pages) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (doc_id, doc_sha256) DO UPDATE SET pages = excluded.pages "

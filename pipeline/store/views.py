@@ -157,7 +157,7 @@ def entity_pages_select(runs: str) -> str:
 
 
 def has_page_spans(con: duckdb.DuckDBPyConnection) -> bool:
-    """Does ``documents`` have its ``pages`` column (migration 006)? A database opened read-only
+    """Does ``documents`` have its ``pages`` column (migration 007)? A database opened read-only
     may be older; its records then have no pages."""
     row = con.execute(
         "SELECT count(*) FROM information_schema.columns "
@@ -180,7 +180,7 @@ def record_select(
     Columns: doc_id, the record's fields, evidence and its offsets, page (where the evidence
     starts) and pages (every page it lies on), alignment, grounded, doc_title, doc_path,
     doc_sha256, run_id (the run the row belongs to), record_id, chunk_id. ``page_spans=False``
-    (a database from before migration 006) gives NULL pages.
+    (a database from before migration 007) gives NULL pages.
     """
     table = f"rec_{rt.name}"
     fields = [f"r.{quote(name)}" for name in rt.value_fields]

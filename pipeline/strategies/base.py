@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -145,6 +146,8 @@ class Context:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
     #: re-ask once for records whose evidence or key values are not in the text (``direct``)
     reground: bool = True
+    #: set once the user pressed Ctrl-C: an in-process model stops generating, the job stops
+    stop: Callable[[], bool] = field(default=lambda: False)
     #: ``schema.hash``, computed once (it renders the JSON schema: tens of ms)
     schema_hash: str = field(init=False)
 
@@ -171,12 +174,13 @@ class Calls:
 
     def _create(self, **kwargs: Any) -> ChatCompletion:
         """``provider.create`` bounded by the chunk's budget: a remote request's timeout, the
-        local model's generation stop."""
+        local model's generation stop (also at Ctrl-C)."""
         left = self.deadline - time.monotonic()
         if self.ctx.provider.remote:
             kwargs["timeout"] = max(0.5, min(self.ctx.retry.timeout, left))
         else:
             kwargs["deadline"] = self.deadline
+            kwargs["interrupt"] = self.ctx.stop
         return self.ctx.provider.create(**kwargs)
 
     def structured(self, response_model: type[M], messages: list[Message], *, max_tokens: int | None = None) -> M:

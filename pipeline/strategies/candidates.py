@@ -199,7 +199,8 @@ class CandidateStrategy(FewShotStrategy):
         # no more records than distinct primary-key candidates: a small model otherwise repeats
         # one item until max_tokens cuts the JSON and the whole unit is lost
         primary = next(s for s in specs if s.primary)
-        limit = max(1, min(MAX_ITEMS, len(options_of.get(primary.name, [])))) if rt.many else 1
+        cap = min(MAX_ITEMS, primary.kind.per_unit or MAX_ITEMS)
+        limit = max(1, min(cap, len(options_of.get(primary.name, [])))) if rt.many else 1
         model: type[BaseModel] = create_model(
             f"{rt.model.__name__}Choices",
             __config__=ConfigDict(extra="forbid"),
