@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 import typer
 
@@ -54,8 +55,10 @@ def main() -> None:
 
 
 def _exit(code: int) -> None:
-    """Exit now, files and the database already closed: neither a worker thread still waiting
-    on a remote request nor tearing down the model (seconds, on a busy machine) holds the exit."""
+    """Exit now: a worker thread still waiting on a remote request after Ctrl-C (files and the
+    database already closed) must not hold the process."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        os._exit(code)
+    sys.exit(code)
