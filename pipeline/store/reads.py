@@ -3,12 +3,14 @@ documents and its records."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pipeline.core.errors import StoreError
 from pipeline.core.schema import Schema, load_schema
-from pipeline.core.types import Chunk
+from pipeline.core.types import Chunk, Span
 from pipeline.store.db import StoreBase, record_table
+from pipeline.store.views import has_page_spans
 
 #: a run whose records the reading commands use by default
 FINISHED = ("completed", "completed_with_failures")
@@ -87,6 +89,17 @@ class Reads(StoreBase):
             [run_id],
         ).fetchall()
         return [(str(r[0]), str(r[1] or ""), str(r[2] or "")) for r in rows]
+
+    def run_document_pages(self, run_id: str) -> dict[str, list[Span]]:
+        """{doc_id: page spans} of the run's documents that have pages (PDF); see ``Document.pages``."""
+        if not has_page_spans(self.con):  # a database from before migration 007, opened read-only
+            return {}
+        rows = self.con.execute(
+            "SELECT d.doc_id, d.pages FROM run_documents rd JOIN documents d "
+            "ON d.doc_id = rd.doc_id AND d.doc_sha256 = rd.doc_sha256 WHERE rd.run_id = ? AND d.pages IS NOT NULL",
+            [run_id],
+        ).fetchall()
+        return {str(doc_id): [Span(int(a), int(b)) for a, b in json.loads(pages)] for doc_id, pages in rows}
 
     def run_document_hashes(self, run_id: str) -> dict[str, str]:
         """{doc_id: sha256 of the text the run extracted}."""

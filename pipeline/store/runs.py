@@ -17,7 +17,7 @@ from pipeline import __version__
 from pipeline.core.schema import RecordType, Schema
 from pipeline.core.types import Chunk, Document
 from pipeline.store.bulk import EXTRACTIONS, LLM_CACHE, LLM_CALLS, RUN_CHUNKS, record_columns, result_rows
-from pipeline.store.db import _NULL, RECORD_COLUMNS, StoreBase, now, quote, record_table
+from pipeline.store.db import _NULL, RECORD_COLUMNS, StoreBase, insert_rows, now, quote, record_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -46,22 +46,29 @@ class RunWrites(StoreBase):
             by_doc: dict[tuple[str, str], list[str]] = {(d.doc_id, d.sha256): [] for d in docs}
             for c in chunks:
                 by_doc.setdefault((c.doc_id, c.doc_sha256), []).append(c.chunk_id)
-            self.con.executemany(
-                "INSERT INTO chunkings VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            insert_rows(
+                self.con,
+                "chunkings",
                 [[doc_id, sha, chunking, json.dumps(ids)] for (doc_id, sha), ids in by_doc.items()],
+                tail="ON CONFLICT DO NOTHING",
             )
 
     def _upsert_documents(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> None:
         with self.transaction():
             for d in docs:
                 spans = json.dumps([[s.start, s.end] for s in d.kept])
+                pages = json.dumps([[p.start, p.end] for p in d.pages]) if d.pages else None
+                # a version stored once stays as first seen, but one stored before page spans were
+                # kept (migration 007) gets them when its source is read again
                 self.con.execute(
-                    "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [d.doc_id, d.sha256, d.path, d.format, len(d.text), d.text, spans],
+                    "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans, pages) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (doc_id, doc_sha256) DO UPDATE SET pages = excluded.pages "
+                    "WHERE documents.pages IS NULL AND documents.format = excluded.format",
+                    [d.doc_id, d.sha256, d.path, d.format, len(d.text), d.text, spans, pages],
                 )
-            self.con.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            insert_rows(
+                self.con,
+                "chunks",
                 [
                     [
                         c.chunk_id,
@@ -76,6 +83,7 @@ class RunWrites(StoreBase):
                     ]
                     for c in chunks
                 ],
+                tail="ON CONFLICT DO NOTHING",
             )
 
     def start_run(self, run_id: str, meta: dict[str, Any], docs: Sequence[Document]) -> None:
@@ -100,9 +108,7 @@ class RunWrites(StoreBase):
                     len(docs),
                 ],
             )
-            self.con.executemany(
-                "INSERT INTO run_documents VALUES (?, ?, ?)", [[run_id, d.doc_id, d.sha256] for d in docs]
-            )
+            insert_rows(self.con, "run_documents", [[run_id, d.doc_id, d.sha256] for d in docs])
 
     def mark_stale_runs(self) -> None:
         """Runs still 'running' were interrupted: DuckDB's file lock means no other process
@@ -193,8 +199,7 @@ class RunWrites(StoreBase):
             cache=cache,
         )
         with self.transaction():
-            if rows["llm_calls"]:
-                self.con.executemany(f"INSERT INTO llm_calls VALUES ({_marks(LLM_CALLS)})", rows["llm_calls"])
+            insert_rows(self.con, "llm_calls", rows["llm_calls"])
             previous = self.con.execute(
                 "DELETE FROM extractions WHERE extraction_key = ? RETURNING n_records", [extraction_key]
             ).fetchall()
@@ -208,8 +213,7 @@ class RunWrites(StoreBase):
             for rt in schema.record_types:
                 table = record_table(rt.name)
                 if rows.get(table):
-                    cols = record_columns(rt)
-                    self.con.executemany(f"INSERT INTO {table} ({_names(cols)}) VALUES ({_marks(cols)})", rows[table])
+                    insert_rows(self.con, f"{table} ({_names(record_columns(rt))})", rows[table])
             if rows["llm_cache"]:
                 self.con.execute(f"INSERT OR REPLACE INTO llm_cache VALUES ({_marks(LLM_CACHE)})", rows["llm_cache"][0])
             self.link_run_chunk(*rows["run_chunks"][0])
@@ -332,8 +336,9 @@ class RunWrites(StoreBase):
             self.con.execute("DELETE FROM entities WHERE run_id = ?", [run_id])
             if not entities:
                 return
-            self.con.executemany(
-                "INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_rows(
+                self.con,
+                "entities",
                 [
                     [
                         e["entity_id"],
@@ -348,13 +353,15 @@ class RunWrites(StoreBase):
                     for e in entities
                 ],
             )
-            self.con.executemany(
-                "INSERT OR IGNORE INTO entity_mentions VALUES (?, ?, ?, ?, ?)",
+            insert_rows(
+                self.con,
+                "entity_mentions",
                 [
                     [e["entity_id"], m["record_id"], m["evidence"], m["evidence_start"], m["evidence_end"]]
                     for e in entities
                     for m in e["mentions"]
                 ],
+                verb="INSERT OR IGNORE",
             )
 
     # -- friendly views (``pipeline sql``; see pipeline/store/views.py) -----------------
