@@ -55,17 +55,28 @@ class RunWrites(StoreBase):
 
     def _upsert_documents(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> None:
         with self.transaction():
-            for d in docs:
-                spans = json.dumps([[s.start, s.end] for s in d.kept])
-                pages = json.dumps([[p.start, p.end] for p in d.pages]) if d.pages else None
-                # a version stored once stays as first seen, but one stored before page spans were
-                # kept (migration 007) gets them when its source is read again
-                self.con.execute(
-                    "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans, pages) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (doc_id, doc_sha256) DO UPDATE SET pages = excluded.pages "
-                    "WHERE documents.pages IS NULL AND documents.format = excluded.format",
-                    [d.doc_id, d.sha256, d.path, d.format, len(d.text), d.text, spans, pages],
-                )
+            # a version stored once stays as first seen, but one stored before page spans were
+            # kept (migration 007) gets them when its source is read again. One statement for all
+            # the documents: one each ran at about 80 documents/s (a day for 10 million)
+            insert_rows(
+                self.con,
+                "documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans, pages)",
+                [
+                    [
+                        d.doc_id,
+                        d.sha256,
+                        d.path,
+                        d.format,
+                        len(d.text),
+                        d.text,
+                        json.dumps([[s.start, s.end] for s in d.kept]),
+                        json.dumps([[p.start, p.end] for p in d.pages]) if d.pages else None,
+                    ]
+                    for d in docs
+                ],
+                tail="ON CONFLICT (doc_id, doc_sha256) DO UPDATE SET pages = excluded.pages "
+                "WHERE documents.pages IS NULL AND documents.format = excluded.format",
+            )
             insert_rows(
                 self.con,
                 "chunks",
@@ -217,6 +228,14 @@ class RunWrites(StoreBase):
             if rows["llm_cache"]:
                 self.con.execute(f"INSERT OR REPLACE INTO llm_cache VALUES ({_marks(LLM_CACHE)})", rows["llm_cache"][0])
             self.link_run_chunk(*rows["run_chunks"][0])
+
+    def defer_checkpoints(self, wal: str = "1GB") -> None:
+        """Let the write-ahead log grow to ``wal`` before DuckDB folds it into the file. Each
+        checkpoint costs seconds once the tables hold some 100,000 chunks (7-13 s measured on
+        the 2-core machine, whatever little it adds), and the default (16 MB of log, about
+        2,000 chunks) cut bulk commits from 1,900 to under 300 chunks/s. Stored data are the
+        same; a crash replays the log on the next open (4 s for 400 MB)."""
+        self.con.execute(f"SET checkpoint_threshold = '{wal}'")
 
     def write_chunk_results(self, tables: Mapping[str, pa.Table], schema: Schema) -> None:
         """Many chunk results in one transaction. ``tables`` holds their rows by table name,
