@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -76,6 +77,9 @@ class Worker:
         self.basis = cache_basis(self.job.ctx, self.job.strategy)
         # an in-process model takes one chunk at a time: reading (its tokenizer) included
         self.pool = ThreadPoolExecutor(max_workers=self.job.concurrency, thread_name_prefix="llm")
+        # one document at a time per worker, as the local engine reads (the PDF reader process,
+        # trafilatura): workers read in parallel with each other
+        self.reading = threading.Lock()
 
     def ready(self, config_hash: str) -> int:
         if self.job.config_hash != config_hash:
@@ -93,8 +97,9 @@ class Worker:
         from pipeline.batch import cut
         from pipeline.ingest import read_document
 
-        doc = read_document(Path(path), self.job.schema.domain.cleaning)
-        return doc, cut(doc, self.job)
+        with self.reading:
+            doc = read_document(Path(path), self.job.schema.domain.cleaning)
+            return doc, cut(doc, self.job)
 
     def extract(
         self, doc: Document, items: list[Item], run_id: str, config_hash: str
@@ -304,6 +309,7 @@ class _Driver:
         self.ray = engine.ray
         self.batch = batch
         self.store = batch.store
+        self.store.defer_checkpoints()  # bulk commits (see Store.defer_checkpoints)
         self.task_size = concurrency
         #: chunks in flight per worker: the pool's ``concurrency`` plus the next tasks queued
         self.cap = 3 * concurrency
