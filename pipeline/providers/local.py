@@ -12,9 +12,10 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai.types.chat import ChatCompletion
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion
 
 from pipeline.core.errors import ProviderError
 from pipeline.providers.base import Provider, as_json_object_format

@@ -16,11 +16,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
+
+if TYPE_CHECKING:  # openai and instructor load only when a chunk is sent to a model
+    from openai.types.chat import ChatCompletion
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
@@ -117,6 +118,8 @@ class AttemptLog:
 
 def root_cause(exc: BaseException) -> BaseException:
     """The error under instructor's ``InstructorRetryException`` wrapper."""
+    from instructor.core.exceptions import InstructorRetryException
+
     while isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
         exc = exc.__cause__
     return exc
@@ -134,6 +137,8 @@ class CallFailed(Exception):
 
     @property
     def truncated(self) -> bool:
+        from instructor.core.exceptions import IncompleteOutputException
+
         return isinstance(self.cause, IncompleteOutputException)
 
 
