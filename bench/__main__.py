@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench import items
+from bench import items, scale
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -43,8 +43,10 @@ def main() -> None:
     ap.add_argument("--max-calls", type=int, default=8, help="prompts used for the constrained-decoding item")
     ap.add_argument("--strategy", default="direct", help="extraction strategy for items 1-3 (one that calls the model)")
     ap.add_argument("--max-tokens", type=int, default=1024, help="output token limit per call for items 1-3")
+    ap.add_argument("--scale", action="store_true", help="only items 9 and 10 (engines, one writer)")
     a = ap.parse_args()
-    out = a.out or Path(__file__).parent / "results" / f"{date.today().isoformat()}.json"
+    name = date.today().isoformat() + ("-scale" if a.scale else "")
+    out = a.out or Path(__file__).parent / "results" / f"{name}.json"
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -58,38 +60,54 @@ def main() -> None:
             doc = Path(tmp) / doc.name
             doc.write_text(body.rsplit(".", 1)[0] + ".\n", encoding="utf-8")
         db = Path(tmp) / "bench.duckdb"
-        if a.quick:
-            from bench.model import quick_cached
+        if not a.scale:  # --scale: items 9 and 10 only
+            if a.quick:
+                from bench.model import quick_cached
 
-            for name in ("1. engine vs pipeline", "2. constrained decoding cost"):
-                results.append(
-                    items.skipped(
-                        name, "pipeline >= 0.9x raw" if name[0] == "1" else "<= 1.2x", "--quick runs no model"
+                for name in ("1. engine vs pipeline", "2. constrained decoding cost"):
+                    results.append(
+                        items.skipped(
+                            name, "pipeline >= 0.9x raw" if name[0] == "1" else "<= 1.2x", "--quick runs no model"
+                        )
                     )
-                )
-            results += guarded(quick_cached, "3. cached rerun", doc, db)
-        else:
-            from bench.model import model_items
+                results += guarded(quick_cached, "3. cached rerun", doc, db)
+            else:
+                from bench.model import model_items
 
-            model_out = guarded(
-                lambda: model_items(doc, db, a.max_calls, strategy=a.strategy, max_tokens=a.max_tokens)[0],
-                "1-3. model items",
+                model_out = guarded(
+                    lambda: model_items(doc, db, a.max_calls, strategy=a.strategy, max_tokens=a.max_tokens)[0],
+                    "1-3. model items",
+                )
+                results += model_out
+            results += guarded(items.storage, "4. storage", 1_000 if a.quick else 1_000_000)
+            results += guarded(items.scorer, "5. scorer", 100 if a.quick else 10_000)
+            results += guarded(
+                items.concurrency, "6a. client concurrency", 0.05 if a.quick else 0.2, 2 if a.quick else 8
             )
-            results += model_out
-        results += guarded(items.storage, "4. storage", 1_000 if a.quick else 1_000_000)
-        results += guarded(items.scorer, "5. scorer", 100 if a.quick else 10_000)
-        results += guarded(items.concurrency, "6a. client concurrency", 0.05 if a.quick else 0.2, 2 if a.quick else 8)
-        results += guarded(
-            items.pipeline_concurrency, "6b. pipeline concurrency", 0.05 if a.quick else 1.0, 1 if a.quick else 4
-        )
-        if a.quick:
-            results.append(items.skipped("7. peak RSS of `pipeline extract`", "report", "--quick runs no model"))
+            results += guarded(
+                items.pipeline_concurrency, "6b. pipeline concurrency", 0.05 if a.quick else 1.0, 1 if a.quick else 4
+            )
+            if a.quick:
+                results.append(items.skipped("7. peak RSS of `pipeline extract`", "report", "--quick runs no model"))
+            else:
+                results += guarded(items.peak_rss, "7. peak RSS", doc, Path(tmp) / "rss.duckdb")
+            results += guarded(items.pdf_extraction, "8. PDF text extraction", 6 if a.quick else 60)
+        if a.quick:  # one small Ray run: the item's code path, not a measurement
+            results += guarded(scale.engines, "9. engines", 0.05, 4, [("local", 1, 2), ("ray", 1, 2)])
         else:
-            results += guarded(items.peak_rss, "7. peak RSS", doc, Path(tmp) / "rss.duckdb")
-        results += guarded(items.pdf_extraction, "8. PDF text extraction", 6 if a.quick else 60)
+            configs = [("local", 1, 4), ("local", 1, 16), ("ray", 1, 4), ("ray", 2, 4), ("ray", 4, 4)]
+            results += guarded(scale.engines, "9. engines", 1.0, 8, configs)
+        results += guarded(
+            scale.writer,
+            "10. one writer",
+            50 if a.quick else 300,
+            2_000 if a.quick else 50_000,
+            500 if a.quick else 20_000,
+        )
     payload = {
         "date": date.today().isoformat(),
         "quick": a.quick,
+        "scale_only": a.scale,
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

@@ -120,14 +120,15 @@ class _Server(ThreadingHTTPServer):
     spans: list[tuple[float, float]]
 
 
-def _fake_server(latency: float) -> _Server:
+def _fake_server(latency: float, content: str = "{}") -> _Server:
+    """Answers every chat completion with ``content`` after ``latency`` seconds."""
     body = json.dumps(
         {
             "id": "c1",
             "object": "chat.completion",
             "created": 0,
             "model": "fake",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "{}"}}],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
         }
     ).encode()
