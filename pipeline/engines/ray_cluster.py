@@ -53,19 +53,28 @@ def temp_root() -> Path:
     return Path("/tmp") / f"pipeline-ray-{os.getuid()}"
 
 
+def parse_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``HOST:PORT``; None for ``auto``. Ray Client addresses (``ray://``)
+    are not supported: the driver must run on a node of the cluster, as the only writer."""
+    if address == "auto":
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        raise PipelineError(f"--ray-address {address!r} is not HOST:PORT or auto", "pass e.g. 10.0.0.5:6379 or auto")
+    return host.strip("[]"), int(port)
+
+
 def check_address(address: str) -> None:
     """``auto`` or ``HOST:PORT`` with something listening there (``ray.init`` would wait for
     minutes on an address where nothing listens)."""
-    if address == "auto":
+    where = parse_address(address)
+    if where is None:
         env = os.environ.get("RAY_ADDRESS")
         if env and "://" not in env:
             check_address(env)
         return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or "://" in address:
-        raise PipelineError(f"--ray-address {address!r} is not HOST:PORT or auto", "pass e.g. 10.0.0.5:6379 or auto")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
+        socket.create_connection(where, timeout=3).close()
     except OSError as exc:
         raise PipelineError(f"no Ray cluster at {address} ({exc.strerror or exc})", NO_CLUSTER_FIX) from None
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.core.errors import PipelineError
 from pipeline.core.types import Chunk, Document
 from pipeline.engines import Engine
-from pipeline.engines.ray_cluster import Cluster
+from pipeline.engines.ray_cluster import Cluster, parse_address
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -155,12 +155,7 @@ class RayEngine(Engine):
         if config.workers is not None and config.workers < 1:
             raise PipelineError(f"--workers {config.workers} is not a positive number", "pass 1 or more")
         if config.ray_address is not None:
-            from pipeline.engines.ray_cluster import check_address
-
-            if config.ray_address != "auto":  # the form only: the cluster is reached later
-                host, _, port = config.ray_address.rpartition(":")
-                if not host or not port.isdigit() or "://" in config.ray_address:
-                    check_address(config.ray_address)
+            parse_address(config.ray_address)  # the form only: the cluster is reached later
         self.config = config
         self.cluster: Cluster | None = None
         self.actors: list[Any] = []
@@ -423,6 +418,8 @@ class _Driver:
         except ray.exceptions.RayTaskError:
             raise
         except ray.exceptions.RayError as exc:  # the worker died on every try
+            if self.batch.ctx.stop():  # Ctrl-C reached the local cluster too: not stored, the rerun does it
+                return
             tables, stats = self.failed(items, exc)
         keys = [s["extraction_key"] for s in stats]
         if self.seen.intersection(keys):  # a result delivered twice: its chunks are stored already
