@@ -4,7 +4,8 @@ Each answer is valid JSON for the tiny conditions schema of ``tests/realserver.p
 condition whose name and evidence are the first words of the chunk's text (so the record is
 grounded), or none for a text without words. It counts requests by chunk text, and can hold
 every request from the ``hold_from``-th on until ``release()`` -- a test kills a process while
-the pipeline waits for an answer, then lets it go on.
+the pipeline waits for an answer, then lets it go on -- or fail each text's first request
+with a 503 (``fail_first``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any
 
 
 class LLMStub:
-    def __init__(self, latency: float = 0.05, hold_from: int | None = None) -> None:
+    def __init__(self, latency: float = 0.05, hold_from: int | None = None, fail_first: bool = False) -> None:
         self.latency = latency
         self.hold_from = hold_from
+        #: answer each text's first request with HTTP 503 (a retryable failure)
+        self.fail_first = fail_first
         self.released = threading.Event()
         self.lock = threading.Lock()
         self.arrived = 0  # requests received
@@ -50,8 +53,12 @@ class LLMStub:
                     if stub.hold_from is not None and n >= stub.hold_from:
                         stub.released.wait(120)
                     time.sleep(stub.latency)
-                    payload = json.dumps(_completion(answer(text))).encode()
-                    self.send_response(200)
+                    if stub.fail_first and stub.texts[text] == 1:
+                        payload = b'{"error": {"message": "overloaded", "type": "stub", "code": 503}}'
+                        self.send_response(503)
+                    else:
+                        payload = json.dumps(_completion(answer(text))).encode()
+                        self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

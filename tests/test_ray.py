@@ -181,6 +181,26 @@ def test_rerun_reuses_and_cache_serves_repeated_text(tmp_path: Path, head: Head)
         assert stub.arrived == n
 
 
+def test_retry_policy_and_call_log_hold_on_the_workers(tmp_path: Path, head: Head) -> None:
+    """Every chunk's first request gets a 503: the worker retries it under the run's policy and
+    both attempts are rows in llm_calls, as with the local engine."""
+    docs = tmp_path / "docs"
+    n = write_docs(docs, 3, 2)
+    db = tmp_path / "f.duckdb"
+    with LLMStub(latency=0.01, fail_first=True) as stub:
+        args = [*stub_args(tmp_path, docs, db, stub), "--engine", "ray", "--ray-address", head.address]
+        run = cli(*args, "--workers", "2", "--concurrency", "2", env=head.env)
+    assert run.returncode == 0, run.stderr
+    assert f"{n} ({n} extracted, 0 reused, 0 from cache, 0 failed)" in run.stdout
+    assert f"LLM calls │ {2 * n} ({n} failed attempts)" in run.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    attempts = con.execute(
+        "SELECT list(status || ':' || coalesce(error_class, '') ORDER BY attempt) FROM llm_calls GROUP BY chunk_id"
+    ).fetchall()
+    con.close()
+    assert sorted(a for (a,) in attempts) == [["error:InternalServerError", "ok:"]] * n
+
+
 # -- faults ---------------------------------------------------------------------------------------------
 
 
