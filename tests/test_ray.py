@@ -37,14 +37,16 @@ def head() -> Iterator[Head]:
         yield h
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
@@ -199,6 +201,23 @@ def test_retry_policy_and_call_log_hold_on_the_workers(tmp_path: Path, head: Hea
     ).fetchall()
     con.close()
     assert sorted(a for (a,) in attempts) == [["error:InternalServerError", "ok:"]] * n
+
+
+def test_relative_paths_mean_what_they_mean_to_the_driver(tmp_path: Path, head: Head) -> None:
+    """The workers read the documents, the schema file and the prompt: relative paths resolve
+    in the driver's working folder (the cluster was started elsewhere), and the stored paths
+    are the ones given, as with the local engine."""
+    write_tiny(tmp_path)
+    write_docs(tmp_path / "docs", 2, 1)
+    with LLMStub(latency=0.01) as stub:
+        args = ["extract", "docs", "--db", "r.duckdb", "--schema", "conds.py:Conditions", "--prompt", "conds.j2"]
+        args += ["--model", "openai:stub", "--base-url", stub.base_url, "--no-reground", "--quiet"]
+        run = cli(*args, "--engine", "ray", "--ray-address", head.address, env=head.env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
+    assert con.execute("SELECT path FROM documents ORDER BY 1").fetchall() == [("docs/d000.txt",), ("docs/d001.txt",)]
+    assert con.execute("SELECT count(*) FROM rec_conditions WHERE grounded").fetchone() == (2,)
+    con.close()
 
 
 # -- faults ---------------------------------------------------------------------------------------------

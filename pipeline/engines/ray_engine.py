@@ -65,15 +65,25 @@ Item = tuple[Chunk, str, str, Any]
 class Worker:
     """One Ray actor. Builds the run's job once, then reads documents and extracts chunks."""
 
-    def __init__(self, config: ExtractConfig, threads: int | None) -> None:
+    def __init__(self, config: ExtractConfig, threads: int | None, cwd: str) -> None:
         from pipeline.batch import cache_basis, prepare_job
         from pipeline.core.schema import load_schema
         from pipeline.providers import get_provider
 
+        # the driver's working folder: relative input, schema and prompt paths mean the same here
+        # (a worker process hosts this actor alone)
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
         options = config.provider_options()
         if threads:
             options["n_threads"] = threads  # the in-process model's share of this machine's cores
-        self.job = prepare_job(config, load_schema(config.schema), get_provider(config.model, **options))
+        #: a failure to build the job (a schema or model missing on this node), raised by ``ready``
+        self.error: PipelineError | None = None
+        try:
+            self.job = prepare_job(config, load_schema(config.schema), get_provider(config.model, **options))
+        except PipelineError as exc:
+            self.error = exc
+            return
         self.basis = cache_basis(self.job.ctx, self.job.strategy)
         # an in-process model takes one chunk at a time: reading (its tokenizer) included
         self.pool = ThreadPoolExecutor(max_workers=self.job.concurrency, thread_name_prefix="llm")
@@ -82,6 +92,8 @@ class Worker:
         self.reading = threading.Lock()
 
     def ready(self, config_hash: str) -> int:
+        if self.error is not None:
+            raise self.error
         if self.job.config_hash != config_hash:
             raise PipelineError(
                 "a Ray worker's configuration differs from the driver's (another version of the project, "
@@ -188,7 +200,7 @@ class RayEngine(Engine):
             max_task_retries=TASK_RETRIES,
             max_concurrency=3 * job.concurrency + 2,
         )
-        self.actors = [actor.remote(self.config, threads) for _ in range(n)]
+        self.actors = [actor.remote(self.config, threads, os.getcwd()) for _ in range(n)]
         self.workers = n
         self.config_hash = job.config_hash
         refs = [a.ready.remote(job.config_hash) for a in self.actors]
@@ -202,7 +214,14 @@ class RayEngine(Engine):
                     "check that the project is installed on every node (see the Ray logs)",
                 )
         for ref in refs:
-            self.get(ref)
+            try:
+                self.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker process failed to start
+                said = [line for line in str(exc).strip().splitlines() if line.strip()]
+                raise PipelineError(
+                    f"a Ray worker could not start: {said[-1].strip() if said else type(exc).__name__}",
+                    "check that the project, schema and model files are installed on every node (see the Ray logs)",
+                ) from None
 
     def get(self, ref: Any) -> Any:
         """``ray.get``, with a worker's own error (bad input, a refused key) raised as itself."""
@@ -212,12 +231,6 @@ class RayEngine(Engine):
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause
             if isinstance(cause, PipelineError):
-                raise cause from None
-            raise
-        except ray.exceptions.ActorDiedError as exc:
-            cause = getattr(exc, "cause", None) or getattr(exc, "creation_task_error", None)
-            cause = getattr(cause, "cause", cause)
-            if isinstance(cause, PipelineError):  # the worker's __init__ failed (a missing model, a bad option)
                 raise cause from None
             raise
 
