@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.core.errors import InputError, StoreError
 from pipeline.store import Store
 from pipeline.store.db import quote
-from pipeline.store.views import has_page_spans, record_select, run_sql, sql_string
+from pipeline.store.views import has_column, has_page_spans, record_select, run_sql, sql_string
 
 FORMATS = {"parquet": "(FORMAT parquet)", "csv": "(FORMAT csv, HEADER true)", "jsonl": "(FORMAT json)"}
 
@@ -56,7 +56,13 @@ def run_export(
         for rt in loaded.record_types:
             path = out / f"{rt.name}.{fmt}"
             select = record_select(
-                loaded, rt, run_sql(run_id), grounded_only=not include_ungrounded, tables=tables, page_spans=page_spans
+                loaded,
+                rt,
+                run_sql(run_id),
+                grounded_only=not include_ungrounded,
+                tables=tables,
+                page_spans=page_spans,
+                confidence=has_column(store.con, f"rec_{rt.name}", "confidence"),
             )
             lists = [f.name for f in rt.fields if f.is_list and f.name != "evidence"]
             lists += [] if "pages" in rt.value_fields else ["pages"]

@@ -16,6 +16,8 @@ part                 what it is                                  generic default
 ``cleaning``         extra boilerplate lines and section         none (generic web boilerplate only)
                      headings for the text cleaner
 ``strategy``         default strategy on the embedded model       ``select`` over generic candidates
+``fill``             how fields are completed after records are   the embedded model ranks the values
+                     built: rules, model ranking (``core/fill``)  of ``Literal`` fields, no examples
 ===================  ==========================================  ==================================
 
 The core never names a domain: everything a domain knows lives in its package under
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from pipeline.core.fill import Fill
 
 #: a candidate generator: the candidate spans of one kind in a text, in text order, no duplicates
 Finder = Callable[[str], list[str]]
@@ -73,6 +77,7 @@ class Domain:
     normalize: Callable[[str], str] | None = None
     cleaning: Cleaning = field(default_factory=Cleaning)
     strategy: str | None = None
+    fill: Fill | None = None
 
 
 def snake_case(name: str) -> str:

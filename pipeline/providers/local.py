@@ -11,13 +11,14 @@ import ctypes
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from openai.types.chat import ChatCompletion
 
 from pipeline.core.errors import ProviderError
-from pipeline.providers.base import Provider, as_json_object_format
+from pipeline.providers.base import Provider, Ranked, as_json_object_format
 from pipeline.providers.bounds import bounded
 from pipeline.providers.guidance import ENGINES, SchemaConstraint, tokenizer_for
 
@@ -106,6 +107,7 @@ class LocalProvider(Provider):
     #: the schema package picks the strategy for this 270M model (``Domain.strategy``), else
     #: ``select``: the model chooses among spans of the text, since it cannot write them
     default_strategy = None
+    can_rank = True
 
     def __init__(
         self,
@@ -131,6 +133,7 @@ class LocalProvider(Provider):
         self.chat_format = chat_format
         self._llama: Any = None
         self._tokenizer: Any = None
+        self._ranker: Any = None
 
     @property
     def llama(self) -> Any:
@@ -208,6 +211,17 @@ class LocalProvider(Provider):
             self._tokenizer = tokenizer_for(self.llama)
         return LogitsProcessorList([SchemaConstraint(self._tokenizer, schema, self.llama.n_vocab())])
 
+    def rank(self, prefix: str, options: Sequence[str], *, keep: str = "") -> Ranked:
+        """Options scored by likelihood on a second context of the loaded model
+        (``providers/ranker.py``); ``keep`` is pinned there for the next calls."""
+        if self._ranker is None:
+            from pipeline.providers.ranker import Ranker
+
+            self._ranker = Ranker(self.llama)
+        pinned = self._ranker.pin(keep) if keep and prefix.startswith(keep) else 0
+        scores, tokens_in, tokens_out = self._ranker.score(prefix, options)
+        return Ranked(scores=scores, tokens_in=pinned + tokens_in, tokens_out=tokens_out)
+
     @property
     def tokenizer_id(self) -> str:
         return self.model_id
@@ -216,6 +230,9 @@ class LocalProvider(Provider):
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def close(self) -> None:
+        if self._ranker is not None:
+            self._ranker.close()
+            self._ranker = None
         if self._llama is not None:
             self._llama.close()
             self._llama = None

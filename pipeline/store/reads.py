@@ -137,5 +137,7 @@ class Reads(StoreBase):
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 rec = dict(zip(names, row, strict=True))
+                if isinstance(rec.get("confidence"), str):  # JSON comes back as text
+                    rec["confidence"] = json.loads(rec["confidence"])
                 out.setdefault(rec["doc_id"], {t.name: [] for t in schema.record_types})[rt.name].append(rec)
         return out

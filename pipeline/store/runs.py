@@ -257,6 +257,7 @@ class RunWrites(StoreBase):
                     row.get("evidence_end"),
                     row.get("alignment"),
                     row.get("grounded"),
+                    json.dumps(row["confidence"]) if row.get("confidence") else None,
                     *[row.get(f) for f in fields],
                 ]
             )
@@ -282,7 +283,7 @@ class RunWrites(StoreBase):
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
             ).fetchall()
         )
-        list_idx = [i for i, c in enumerate(cols) if str(types[c]).endswith("[]")]
+        list_idx = [i for i, c in enumerate(cols) if str(types[c]).endswith("[]") or types[c] == "JSON"]
         n = 0
         with tempfile.TemporaryDirectory(prefix="pipeline-bulk-") as tmp:
             path = Path(tmp) / "rows.csv"
@@ -291,7 +292,7 @@ class RunWrites(StoreBase):
                 for row in rows:
                     out = [_NULL if v is None else v for v in row]
                     for i in list_idx:
-                        if out[i] is not _NULL:
+                        if out[i] is not _NULL and not isinstance(out[i], str):
                             out[i] = json.dumps(out[i])
                     writer.writerow(out)
                     n += 1

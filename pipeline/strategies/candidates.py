@@ -128,6 +128,7 @@ class CandidateStrategy(FewShotStrategy):
 
     name = "select"
     uses_model: ClassVar[bool] = True
+    completed_by_fill: ClassVar[bool] = True
     max_tokens: ClassVar[int] = 160
     evidence_is_unit = True
 
