@@ -81,8 +81,9 @@ class Judge:
     #: span options: a function of (record, context), or a candidate kind found in the context
     options: OptionsFn | None = None
     candidates: str | None = None
-    #: the text shown: the record's "evidence" sentence, the "chunk" around the subject, or the
-    #: document's "head" (the first ``width`` characters of its main content)
+    #: the text shown: the record's "evidence" sentence, the "chunk" around the subject, the
+    #: chunk's sentences that name the subject ("mentions"), or the document's "head" (the
+    #: first ``width`` characters of its main content); clipped to ``width`` characters
     context: str = "evidence"
     width: int = 400
     examples: tuple[Shot, ...] = ()

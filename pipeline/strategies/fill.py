@@ -29,10 +29,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pipeline.candidates import find, kind_of
+from pipeline.chunk import sentences
 from pipeline.core.errors import SchemaError
 from pipeline.core.fill import METHODS, Fill, Judge, Rule
 from pipeline.core.schema import RecordType, Schema
-from pipeline.core.types import Chunk, Document
+from pipeline.core.types import Chunk, Document, Span
 from pipeline.providers.base import Provider
 from pipeline.strategies.base import CallFailed, Calls, ChunkOutcome, Context, Records, Strategy
 
@@ -116,7 +117,7 @@ class Filler:
             self._options_of(j)  # unknown record types, fields or kinds fail before the run starts
         self._calibration: dict[tuple[str, tuple[str, ...]], list[float]] = {}
         #: (document, type, field, record key) -> (value, margin): a thing judged once per document
-        self._memo: dict[tuple[str, str, str, tuple[str, ...]], tuple[Any, float]] = {}
+        self._memo: dict[tuple[str, str, str, tuple[str, ...]], tuple[Any, float | None]] = {}
 
     @property
     def active(self) -> bool:
@@ -175,6 +176,13 @@ class Filler:
             return clip(doc.cleaned_text[: judge.width * 2], None, judge.width)
         if judge.context == "chunk":
             return clip(chunk.text, subject, judge.width)
+        if judge.context == "mentions" and subject:  # every sentence of the chunk that names the subject
+            said = [
+                doc.text[s.start : s.end]
+                for s in sentences(doc.text, Span(chunk.start, chunk.end))
+                if subject.casefold() in doc.text[s.start : s.end].casefold()
+            ]
+            return clip(" ".join(said) or chunk.text, subject, judge.width)
         return clip(str(record.get("evidence") or ""), subject, judge.width)
 
     def _span_options(self, judge: Judge, record: dict[str, Any], subject: str | None, text: str) -> list[str]:
@@ -220,8 +228,9 @@ class Filler:
 
     def _judge(
         self, judge: Judge, rt: RecordType, record: dict[str, Any], chunk: Chunk, doc: Document, calls: Calls
-    ) -> tuple[Any, float] | None:
-        """(value, margin) for one record's field, or None when there is nothing to choose."""
+    ) -> tuple[Any, float | None] | None:
+        """(value, margin) for one record's field; (None, None) when a field that may be empty
+        has no candidate near the subject; None when the judge does not apply."""
         if judge.applies is not None and not judge.applies(record):
             return None
         subject = str(record.get(judge.subject) or "") if judge.subject else ""
@@ -236,8 +245,10 @@ class Filler:
             values, continuations = closed, [f" {v}" for v in closed]
         else:
             spans = self._span_options(judge, record, subject or None, text)
+            if not spans and judge.none:
+                return None, None  # nothing near the subject to choose: the field is empty
             values = spans + ([NONE] if judge.none else [])
-            if not spans or len(values) < 2:
+            if len(values) < 2:
                 return None  # nothing to choose among: the strategy's value stays
             continuations = [f" {v}{SEP}" for v in values]
         keep = examples_prefix(judge)
