@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from pipeline.batch import ExtractConfig, RunSummary, run_extract
 from pipeline.core.fill import Fill, Judge, Rule
 from pipeline.core.schema import describe, load_schema
-from pipeline.core.types import Chunk, Document
+from pipeline.core.types import Chunk, Document, Span
 from pipeline.evaluate import evaluate
 from pipeline.merge import merge_document
 from pipeline.providers.base import Ranked
@@ -279,3 +279,72 @@ def test_rule_declarations_reach_the_filler() -> None:
     ranked = Filler(fill, schema, FakeRanker({}), {"organizations.kind": "rank"})
     assert ranked.judges and not ranked.rules
     assert ranked.hash != filler.hash
+
+
+# -- the biomedical rules and option generators --------------------------------------------------
+
+
+def _doc(text: str) -> Document:
+    return Document(doc_id="d", path="d.txt", format="txt", text=text, kept=[Span(0, len(text))])
+
+
+def test_publication_date_rule() -> None:
+    from schemas.biomedical.fill import published
+
+    chunk = Chunk("d", "x", 0, 0, 1, "", 1)
+    assert published({}, chunk, _doc("Title Of The Piece Here\nJane Roe | Issue: March 2025 | January 30, 2025\n")) == (
+        "2025-01-30"  # the most precise date of the dated line, not the issue month
+    )
+    assert published({}, chunk, _doc("Title\nLast updated: November 14, 2014\nFirst received: October 1, 2009\n")) == (
+        "2009-10-01"  # an update date is never the publication date; "first received" says which
+    )
+    assert published({}, chunk, _doc("Study\n. 2025 Aug 8;6(8):100676.\ndoi: 10.1/x. Epub 2025 Apr 29.\n")) == (
+        "2025-04-29"
+    )
+    assert published({}, chunk, _doc("A headline without any date\nBody text.\n")) is None
+
+
+def test_citation_year_and_identifier_rules() -> None:
+    from schemas.biomedical.fill import citation_year, doi, pmid
+
+    chunk = Chunk("d", "x", 0, 0, 1, "", 1)
+    line = "4. Shapiro SC. CAR-T cells in 2019: closer than we think? The Rheumatologist. 2024 Jul;18(7)."
+    assert (
+        citation_year({"evidence": line, "title": "CAR-T cells in 2019: closer than we think?"}, chunk, _doc(""))
+        == 2024
+    )
+    head = _doc("Title\nMed. 2025 Aug 8. doi: 10.1016/j.medj.2025.100676. Epub 2025 Apr 29. PMID: 40345678\n")
+    assert doi({}, chunk, head) == "10.1016/j.medj.2025.100676"
+    assert pmid({}, chunk, head) == "40345678"
+
+
+def test_affiliation_marker_rule() -> None:
+    from schemas.biomedical.fill import affiliation
+
+    text = (
+        "Maria Leandro1, Ruth Pepper2, Ben Parker3 and Ann Other1, 1University College London, London, "
+        "United Kingdom, 2Department of Medicine, University of Oxford, Oxford, UK, 3Manchester Royal Infirmary, "
+        "Manchester, United Kingdom\n"
+    )
+    chunk = Chunk("d", "x", 0, 0, 1, "", 1)
+    doc = _doc(text)
+    assert affiliation({"name": "Maria Leandro"}, chunk, doc) == "University College London"
+    assert affiliation({"name": "Ruth Pepper"}, chunk, doc) == "University of Oxford"  # the sub-unit is skipped
+    assert affiliation({"name": "Ben Parker"}, chunk, doc) == "Manchester Royal Infirmary"
+    assert affiliation({"name": "Nobody Here", "affiliation": "X"}, chunk, doc) == "X"
+
+
+def test_role_options_and_article_type_rule() -> None:
+    from schemas.biomedical.fill import article_type, role_options
+
+    said = "“It works,” said Jane Roe, MD, director of the department of neurology at Acme University in Ohio."
+    options = role_options({"name": "Jane Roe"}, said)
+    assert "director of the department of neurology" in options and "author" not in options
+    assert role_options({"name": "Jane Roe"}, "Jane Roe1, John Doe2, Ann Other3") == ["author"]
+    assert role_options({"name": "Jane Roe"}, "Jane Roe et al. Med.") == ["author"]
+    chunk = Chunk("d", "x", 0, 0, 1, "", 1)
+    assert article_type({}, chunk, _doc("Big News\nSOMEWHERE, Sept. 1, 2024 (GLOBE NEWSWIRE) -- Acme today\n")) == (
+        "press_release"
+    )
+    assert article_type({}, chunk, _doc("Study of X\nClinicalTrials.gov Identifier:\nNCT01006616\n")) == "trial_record"
+    assert article_type({}, chunk, _doc("Drug approved\nThe agency approved it today.\n")) == "news"
