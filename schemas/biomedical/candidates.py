@@ -14,6 +14,7 @@ import re
 
 from pipeline.candidates import unique as _unique
 from pipeline.core.domain import CandidateKind, Finder
+from schemas.biomedical import vocab
 
 CONNECT = r"(?:of|de|del|la|for|and|&|the|d'|für|di)"
 CAP = r"(?:[A-Z][\w'’&.-]*[\w.]|[A-Z])"
@@ -56,6 +57,32 @@ CLASS_WORDS = {
 
 
 def conditions(text: str) -> list[str]:
+    """Disease names of the vocabularies (ICD-10-CM, HPO) and disease-shaped phrases
+    (``disease_phrases``), in text order; umbrella classes are left out of both."""
+    return in_text_order(text, disease_phrases(text), vocabulary_diseases(text))
+
+
+def vocabulary_diseases(text: str) -> list[str]:
+    """ICD-10-CM and HPO names, less umbrella classes ("autoimmune diseases", "cancer") and
+    disease words that name something else ("Cancer Institute")."""
+    text = AFFILIATION_LIST.sub(lambda m: " " * len(m.group(0)), text) if affiliations(text) else text
+
+    def keep(t: str, start: int, end: int, n: int) -> bool:
+        *mods, head = t[start:end].split()
+        if UMBRELLA_HEAD.match(head) and all(w.lower() in CLASS_WORDS for w in mods):
+            return False
+        return not NOT_A_CONDITION_AFTER.match(t[end : end + 20])
+
+    return vocab.gazetteer("diseases").find(text, keep)
+
+
+def in_text_order(text: str, *groups: list[str]) -> list[str]:
+    """The union of candidate lists, each candidate once, ordered by its first place in ``text``."""
+    items = _unique(c for g in groups for c in g)
+    return sorted(items, key=lambda c: (text.find(c) if c in text else len(text)))
+
+
+def disease_phrases(text: str) -> list[str]:
     """Disease-shaped noun phrases: up to 4 modifiers before a disease head word, every
     left-trimmed variant (the model picks the right extent), and "expansion (ABBR)" pairs."""
     out: list[str] = []
@@ -84,6 +111,11 @@ def abbreviations(text: str) -> list[str]:
 
 
 def therapies(text: str) -> list[str]:
+    """Drug and drug-class names of the drug dictionary, and the shapes it lacks (``product_names``)."""
+    return in_text_order(text, product_names(text), vocab.drugs(text), vocab.drug_classes(text))
+
+
+def product_names(text: str) -> list[str]:
     """Product codes and names: Descartes-08-like (word-digits), SC291/CT103A-like codes,
     INN stems (-mab, -cel, -tinib, -leucel), and "X CAR-T cell therapy" phrases."""
     pats = [
@@ -106,7 +138,10 @@ GENERIC_THERAPY = re.compile(r"\bCAR[- ]?T\b|\btherap(?:y|ies)$|\bcells?$", re.I
 
 
 def is_generic_therapy(name: str) -> bool:
-    """A class phrase ("CAR T cells", "CD19 CAR-T cell therapy") rather than a product name or code."""
+    """A class phrase ("CAR T cells", "CD19 CAR-T cell therapy", "antipsychotics": a class of the
+    drug dictionary) rather than a product name or code."""
+    if vocab.is_drug_class(name):
+        return True
     return bool(GENERIC_THERAPY.search(name)) and not re.search(
         r"[A-Za-z]-?\d{2,}|\d{2,}[A-Z]", name.replace("CD19", "")
     )
