@@ -79,7 +79,7 @@ def vocabulary_diseases(text: str) -> list[str]:
 def in_text_order(text: str, *groups: list[str]) -> list[str]:
     """The union of candidate lists, each candidate once, ordered by its first place in ``text``."""
     items = _unique(c for g in groups for c in g)
-    return sorted(items, key=lambda c: (text.find(c) if c in text else len(text)))
+    return sorted(items, key=lambda c: text.find(c) if c in text else len(text))
 
 
 def disease_phrases(text: str) -> list[str]:
