@@ -8,13 +8,17 @@ from pathlib import Path
 import duckdb
 
 from pipeline.batch import ExtractConfig, run_extract
-from pipeline.candidates import GENERIC_KINDS, find
+from pipeline.candidates import GENERIC_KINDS, aliases, find, values
 from schemas.biomedical.candidates import KINDS, is_generic_therapy
 from tests.conftest import FakeProvider
 
 
 def candidates(kind: str, text: str) -> list[str]:
     return find({**GENERIC_KINDS, **KINDS}[kind], text)
+
+
+def values_of(kind: str, text: str) -> list[str]:
+    return values({**GENERIC_KINDS, **KINDS}[kind], text)
 
 
 TEXT = (
@@ -33,8 +37,8 @@ def test_generators_find_spans_of_the_text() -> None:
     assert candidates("person", TEXT) == ["Dhaval Patel"]
     assert candidates("agency", TEXT) == ["FDA"]
     assert "Fast Track designation" in candidates("action", TEXT)
-    assert candidates("phase", TEXT) == ["2"]
-    assert candidates("date", "Published Jan 4, 2023; updated 2024 Mar 10.") == ["2023-01-04", "2024-03-10"]
+    assert candidates("phase", TEXT) == ["Phase 2"] and values_of("phase", TEXT) == ["2"]
+    assert values_of("date", "Published Jan 4, 2023; updated 2024 Mar 10.") == ["2023-01-04", "2024-03-10"]
     assert is_generic_therapy("CAR T cells") and not is_generic_therapy("ARI-0001")
 
 
@@ -88,7 +92,8 @@ def test_condition_with_a_parenthesized_abbreviation_inside() -> None:
 
 def test_two_word_cell_therapy_names_and_codes() -> None:
     text = "Obecabtagene autoleucel (obe-cel) was given; AQP-4 antibodies fell; KYV-101 was dosed."
-    assert candidates("therapy", text) == ["Obecabtagene autoleucel", "KYV-101"]
+    assert candidates("therapy", text) == ["Obecabtagene autoleucel", "obe-cel", "KYV-101"]
+    assert aliases(KINDS["therapy"], text) == {"obe-cel": "Obecabtagene autoleucel"}  # one therapy, two names
 
 
 def test_verb_with_its_object_is_an_action_and_bullets_are_not_titles() -> None:

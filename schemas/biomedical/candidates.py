@@ -11,10 +11,12 @@ documents. Each returns candidates in text order, without duplicates. The generi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import lru_cache
 
 from pipeline.candidates import unique as _unique
 from pipeline.core.domain import CandidateKind, Finder
-from schemas.biomedical import vocab
+from schemas.biomedical import apposition, vocab
 
 CONNECT = r"(?:of|de|del|la|for|and|&|the|d'|für|di)"
 CAP = r"(?:[A-Z][\w'’&.-]*[\w.]|[A-Z])"
@@ -122,19 +124,22 @@ def product_names(text: str) -> list[str]:
         r"\b[A-Z][A-Za-z]{1,12}-\d{2,5}[A-Za-z]?\b",
         r"\b[A-Z]{1,4}\d{2,5}[A-Z]?\b",
         r"\b(?:[A-Za-z]{3,}(?:cabtagene|tagene) [a-z]{3,}(?:leucel|cel)\b|[a-z]{3,}(?:mab|cel|leucel|tinib|ciclib|parib)\b(?: \([a-z-]+\))?)",
-        r"\b(?:[A-Z0-9]+[- ])?(?:anti-)?[A-Z]{2,5}\d{0,3}[- ]?(?:directed |targeting |targeted )?CAR[- ]?T(?:[- ]cells?)?(?: cell)?(?: therapy| therapies)?\b",
+        r"\b(?:[A-Z0-9]+[- ])?(?i:anti-)?[A-Z]{2,5}\d{0,3}[- ]?(?:directed |targeting |targeted )?CAR[- ]?T(?i:[- ]cells?)?(?i: cell)?(?i: therapy| therapies)?\b",
         r"\b(?:mRNA |allogeneic |autologous )?CAR[- ]T(?: cells?| cell therapy| cell therapies)\b",
     ]
     found = [
         (m.start(), m.group(0)) for p in pats for m in re.finditer(p, text) if text[m.start() - 1 : m.start()] != "/"
     ]
     noise = re.compile(r"^(?:NCT\d+|[A-Z]{2,4}\d{1,2}|PI\d+|S\d{4}|COVID-19)$")  # registry ids, CD19-like targets
+    postcode = re.compile(r"[A-Z]{1,2}\d{1,2}[A-Z]? \d[A-Z]{2}\b")  # "London E13 8SP": an address
     trial_names = set(re.findall(r"\b([A-Z][\w-]+)(?= (?:trial|study)\b)|(?:called|named) ([A-Z][\w-]+)", text))
     names = {n for pair in trial_names for n in pair if n}
-    return _unique(s for _, s in sorted(found) if not noise.match(s) and s not in names)
+    return _unique(
+        s for at, s in sorted(found) if not noise.match(s) and s not in names and not postcode.match(text, at)
+    )
 
 
-GENERIC_THERAPY = re.compile(r"\bCAR[- ]?T\b|\btherap(?:y|ies)$|\bcells?$", re.IGNORECASE)
+GENERIC_THERAPY = re.compile(r"\bCAR[- ]?T\b|\btherap(?:y|ies)$|\bcells?$|\bvaccines?$", re.IGNORECASE)
 
 
 def is_generic_therapy(name: str) -> bool:
@@ -246,18 +251,77 @@ def actions(text: str) -> list[str]:
     return _unique(a for a in out if a.lower() not in bare)
 
 
+ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4"}
+PHASE = re.compile(
+    r"\bphases?[ -]?((?:\d|IV|I{1,3})[ab]?(?: ?(?:/|-|and) ?(?:\d|IV|I{1,3})[ab]?)?)(?![\w/-])", re.IGNORECASE
+)
+
+
 def phases(text: str) -> list[str]:
-    return _unique(
-        m.group(1).replace(" ", "").lower()
-        for m in re.finditer(r"\bphases? (\d[ab]?(?: ?/ ?\d[ab]?)?|I{1,3}V?)\b", text, re.IGNORECASE)
-        if m.group(1)[0].isdigit()
-    )
+    """Trial phases as written: "Phase 3", "phase 1/2", "Phase III", "Phase Ib/II"."""
+    return _unique(m.group(0) for m in PHASE.finditer(text) if phase_value(m.group(0)))
+
+
+def phase_value(written: str) -> str | None:
+    """The phase in digits: "Phase III" -> "3", "Phase Ib/IIa" -> "1b/2a", "phase 1-2" -> "1/2"."""
+    m = PHASE.search(written)
+    if m is None:
+        return None
+    parts = re.split(r" ?(?:/|-|and) ?", m.group(1).lower())
+    out = []
+    for part in parts:
+        num = re.match(r"(\d|iv|i{1,3})([ab]?)$", part)
+        if num is None:
+            return None
+        out.append(ROMAN.get(num.group(1), num.group(1)) + num.group(2))
+    return "/".join(out)
+
+
+TRIAL_WORD = r"(?:trial|study)"
+#: words that describe a trial's design: a trial described by them is a record without a name or phase
+DESIGN = (
+    r"(?:randomi[sz]ed|controlled|(?:double|single|triple)[- ]blind(?:ed)?|placebo[- ]controlled|open[- ]label|"
+    r"pivotal|multi-?cent(?:er|re)|multinational|cluster|cross-?over|single[- ]arm|dose[- ](?:escalation|ranging|"
+    r"finding)|observational|interventional|prospective|confirmatory|registrational|investigator[- ]initiated|"
+    r"non-?inferiority|head[- ]to[- ]head|parallel[- ]group|adaptive|first[- ]in[- ]human|global|international)"
+)
+#: a trial's name: capitals, digits and hyphens, a number after a space ("TRAILBLAZER-ALZ 2")
+TRIAL_NAME = r"(?<![Pp]hase )(?<![\w-])[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)*(?![\w-])(?: \d{1,2}(?![\w.,%-]))?"
 
 
 def trial_names(text: str) -> list[str]:
-    return _unique(
-        m.group(1) for m in re.finditer(r"\b([A-Z][A-Z0-9-]{2,14})\b(?= (?:trial|study)| clinical)", text)
-    ) + _unique(m.group(1) for m in re.finditer(r"(?:trial|study) called ([A-Z][\w-]+)", text))
+    """Names before "trial"/"study" (a few design words between), after a phase, or "called X"."""
+    out = [
+        m.group(1)
+        for m in re.finditer(
+            rf"\b({TRIAL_NAME})(?=(?:[ ,]+(?:{DESIGN}|clinical|phase \S+))*[ ,]+(?i:{TRIAL_WORD})\b)", text
+        )
+        if sum(c.isupper() for c in m.group(1)) >= 3
+    ]
+    out += [m.group(1) for m in re.finditer(rf"(?i:\bphase \S+) ({TRIAL_NAME})", text) if len(m.group(1)) >= 4]
+    out += [m.group(1) for m in re.finditer(r"(?:trial|study) called ([A-Z][\w-]+)", text)]
+    return _unique(n for n in out if not PHASE.fullmatch(n) and not re.fullmatch(r"NCT\d+", n))
+
+
+def trial_mentions(text: str) -> list[str]:
+    """Spans that mention one trial: "the Phase 3 TRAILBLAZER-ALZ 2 trial", "the TRAILBLAZER-ALZ 6
+    study", "Cluster randomised controlled trial", "an investigator-initiated trial", "A clinical
+    trial", "phase 2 clinical development", and a trial record's title ("Study of X in Y")."""
+    words = rf"(?:(?:{DESIGN}|clinical|{PHASE.pattern[2:]}|{TRIAL_NAME})[ ,]+(?:and )?)"
+    out = [
+        m.group(0)
+        for m in re.finditer(
+            rf"(?i:\bphases?[ -]?\S+)(?:[ ,]+(?:{DESIGN}|clinical|{TRIAL_NAME}))*"
+            rf"(?:[ ,]+(?i:{TRIAL_WORD}|development|program(?:me)?))?",
+            text,
+        )
+    ]
+    out += [m.group(0) for m in re.finditer(rf"\b{words}*(?:{TRIAL_NAME})[ ,]+{words}*(?i:{TRIAL_WORD})\b", text)]
+    out += [m.group(0) for m in re.finditer(rf"(?i:\b(?:{DESIGN})[ ,]+(?:and )?){words}*(?i:{TRIAL_WORD})\b", text)]
+    out += [
+        m.group(0) for m in re.finditer(r"\b(?:[Aa]n?|[Tt]he) (?:new |first |planned |ongoing )?clinical trial\b", text)
+    ]
+    return _unique(o for o in out if PHASE.search(o) or re.search(rf"(?i:{TRIAL_WORD})$", o))
 
 
 def registry_ids(text: str) -> list[str]:
@@ -348,6 +412,7 @@ _FINDERS: dict[str, Finder] = {
     "agency": agencies,
     "action": actions,
     "phase": phases,
+    "trial_mention": trial_mentions,
     "trial_name": trial_names,
     "registry_id": registry_ids,
     "finding": findings,
@@ -364,7 +429,52 @@ _ADJACENT = {"abbreviation", "grant_id", "credentials"}
 #: therapy's name only "when no product is named")
 _CLASS = {"therapy": is_generic_therapy}
 
+
+@lru_cache(maxsize=16)
+def therapy_appositions(document: str) -> apposition.Appositions:
+    """Brand names and codes the document gives in apposition to a therapy ("Fruzaqla
+    (fruquintinib)", "donanemab, marketed as Kisunla", "the dengue vaccine, Qdenga")."""
+    orgs = {o.casefold() for o in organizations(document)}
+    return apposition.read(
+        document,
+        therapies,
+        learn=True,
+        is_class=is_generic_therapy,
+        common=vocab.sources.common_words(),
+        excluded=lambda name: name.casefold() in orgs or bool(re.fullmatch(rf"{ORG_HEADS}", name)),
+    )
+
+
+@lru_cache(maxsize=16)
+def condition_appositions(document: str) -> apposition.Appositions:
+    """Second names of a condition in parentheses ("hemophilia B (congenital Factor IX deficiency)")."""
+    return apposition.read(document, conditions, learn=False)
+
+
+def _aliases(read: Callable[[str], apposition.Appositions]) -> Callable[[str], dict[str, str]]:
+    def aliases(document: str) -> dict[str, str]:
+        found = read(document)
+        return {alias: found.canonical(name) for alias, name in found.aliases.items()}
+
+    return aliases
+
+
+#: kinds whose spans stand for another value
+_VALUE = {"phase": phase_value}
+#: kinds that learn names from the document and know which names are one thing
+_DOCUMENT = {
+    "therapy": (lambda document: apposition.finder(therapies, therapy_appositions(document).learned)),
+}
+_ALIASES = {"therapy": _aliases(therapy_appositions), "condition": _aliases(condition_appositions)}
+
 KINDS: dict[str, CandidateKind] = {
-    kind: CandidateKind(find=finder, adjacent=kind in _ADJACENT, is_class=_CLASS.get(kind))
+    kind: CandidateKind(
+        find=finder,
+        adjacent=kind in _ADJACENT,
+        is_class=_CLASS.get(kind),
+        in_document=_DOCUMENT.get(kind),
+        value=_VALUE.get(kind),
+        aliases=_ALIASES.get(kind),
+    )
     for kind, finder in _FINDERS.items()
 }

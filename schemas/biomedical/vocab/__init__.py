@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable
 from functools import cache
 from importlib.metadata import version
@@ -63,14 +64,20 @@ def gazetteer(name: str) -> Gazetteer:
     return g
 
 
+def _not_a_modifier(text: str, start: int, end: int, n_tokens: int) -> bool:
+    """A drug name inside a hyphenated modifier ("immunosuppressant-free", "insulin-dependent")
+    names no drug given."""
+    return not re.match(r"-[a-z]", text[end : end + 2])
+
+
 def drugs(text: str) -> list[str]:
-    """Drug names (generic, brand, class) of the drug dictionary written in ``text``."""
-    return gazetteer("drugs").find(text)
+    """Drug names (generic, brand) of the drug dictionary written in ``text``."""
+    return gazetteer("drugs").find(text, _not_a_modifier)
 
 
 def drug_classes(text: str) -> list[str]:
     """Drug class names ("antipsychotics", "immunosuppressants") written in ``text``."""
-    return gazetteer("drug_classes").find(text)
+    return gazetteer("drug_classes").find(text, _not_a_modifier)
 
 
 def is_drug_class(name: str) -> bool:

@@ -43,17 +43,27 @@ def case_of(term: str) -> Case:
     return "exact" if ACRONYM.match(term) and any(c.isalpha() for c in term) else "any"
 
 
+def _literal(path: Path, name: str) -> set[str]:
+    """The words of the module-level constant ``name`` in the Python file ``path``, read without
+    importing it (importing spaCy or drug_named_entity_recognition takes seconds)."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == name for t in node.targets):
+            value = node.value
+            if isinstance(value, ast.Call) and value.args:  # set("""a b c""".split())
+                value = value.args[0]
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+                value = value.func.value
+            words = ast.literal_eval(value)
+            return {str(w).casefold() for w in (words.split() if isinstance(words, str) else words)}
+    raise ValueError(f"{path} defines no {name}")
+
+
 @cache
 def common_words() -> frozenset[str]:
     """Single words that are no name on their own: spaCy's English stop words and the stop list
     drug-named-entity-recognition ships (countries, companies, months, common words)."""
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    words = {w.casefold() for w in STOP_WORDS}
-    tree = ast.parse(data_file("drug_named_entity_recognition", "util.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "stopwords" for t in node.targets):
-            words |= {str(w).casefold() for w in ast.literal_eval(node.value)}
+    words = _literal(data_file("spacy", "lang", "en", "stop_words.py"), "STOP_WORDS")
+    words |= _literal(data_file("drug_named_entity_recognition", "util.py"), "stopwords")
     return frozenset(words)
 
 
