@@ -440,19 +440,15 @@ class CandidateStrategy(FewShotStrategy):
             ):
                 # a class phrase is a record only when the document names nothing more specific
                 primaries = [c for c in primaries if not is_class(primary, c[0])]
-            aliases = ctx.aliases(primary)
             firsts: dict[str, Found] = {}
-            for c in primaries:  # one record per name: its first mention in the unit
-                firsts.setdefault(c[0].casefold(), c)
-            for value, start, end in firsts.values():
-                canonical = aliases.get(value.casefold())
-                if canonical is not None and canonical.casefold() != value.casefold():
-                    continue  # a second name of a thing the document names first otherwise
-                built.append((value, start, end))
+            for c in primaries:  # one record per name (its first name in the document): its first mention
+                firsts.setdefault(ctx.canonical(primary, c[0]).casefold(), c)
+            built = [(value, start, end) for value, start, end in firsts.values()]
         items = []
         for value, start, end in built:
             anchor = at(primary, start)
-            item: dict[str, Any] = {primary.name: value_of(primary.kind, value) if value is not None else None}
+            named = ctx.canonical(primary, value) if value is not None else None
+            item: dict[str, Any] = {primary.name: value_of(primary.kind, named) if named is not None else None}
             for s in specs:
                 if s.name == primary.name:
                     continue

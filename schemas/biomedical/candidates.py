@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from pipeline.candidates import unique as _unique
 from pipeline.core.domain import CandidateKind, Finder
-from schemas.biomedical import apposition, vocab
+from schemas.biomedical import apposition, tagger, vocab
 
 CONNECT = r"(?:of|de|del|la|for|and|&|the|d'|für|di)"
 CAP = r"(?:[A-Z][\w'’&.-]*[\w.]|[A-Z])"
@@ -156,24 +156,33 @@ def targets(text: str) -> list[str]:
     return _unique(m.group(0) for m in re.finditer(r"\b(?:CD\d{1,3}|BCMA|CD19|HER2|GPRC5D|BAFF-?R?|CD38)\b", text))
 
 
+PERSON_NAME = (
+    r"(?:[A-Z][^\W\d_]+|[A-Z]\.)(?: [A-Z]\.?)*"
+    r"(?: [A-Z](?:['’][A-Z])?[^\W\d_'’]+(?:-[A-Z][^\W\d_]+)?){1,3}(?![^\W\d_'’])"
+)
+CREDENTIALS = r"(?:MD|PhD|PharmD|MSc|MPH|RN|DO|MBBS|FRCP|BCGP|M\.D\.|Ph\.D\.|MBA|DrPH|FACP|FACC|MS|MSN|BSN|DNP)"
+
+
 def people(text: str) -> list[str]:
-    """Person-name shapes next to credentials, 'et al.', or speech verbs."""
-    name = r"[A-Z][^\W\d_]+(?: [A-Z]\.)*(?: [A-Z][^\W\d_'’]+(?:-[A-Z][^\W\d_]+)?){1,3}"
+    """Person-name shapes next to credentials, 'et al.', speech verbs, titles, a byline ("| Name",
+    "By Name") or in an author list (numbered: "Name1, Name2"; with roles: "Name, professor of X1,")."""
+    name = PERSON_NAME
     pats = [
-        rf"({name}),? (?:MD|PhD|PharmD|MSc|MPH|RN|DO|MBBS|FRCP|BCGP)\b",
+        rf"({name}),? {CREDENTIALS}(?!\w)",
         rf"({name}) et al\b",
         rf"(?:says|said|according to) ({name})",
         rf"({name}),? (?:says|said)\b",
         rf"(?:Dr\.|Prof\.|Professor) ({name})",
         rf"(?:^|, | and )({name})\d{{1,2}}(?=,| and)",
+        rf"(?:\|[ \t]*|^[ \t]*By[ \t]+)({name})[ \t]*$",
+        rf"^\s*(?:\d{{1,2}}\.\s+)?({name}), [a-z][\w ,&-]*?[a-z]\d{{1,2}},?\s*$",
     ]
-    return _unique(m.group(1) for p in pats for m in re.finditer(p, text, re.MULTILINE))
+    found = (m.group(1) for p in pats for m in re.finditer(p, text, re.MULTILINE))
+    return _unique(n for n in found if not re.match(r"(?:The|This|That|These|A|An|In|On|At|For)\b", n))
 
 
 def credentials(text: str) -> list[str]:
-    return _unique(
-        m.group(0).strip(", ") for m in re.finditer(r"(?:,? (?:MD|PhD|PharmD|MSc|MPH|RN|DO|MBBS|BCGP|FRCP)\b)+", text)
-    )
+    return _unique(m.group(0).strip(", ") for m in re.finditer(rf"(?:,? {CREDENTIALS}(?!\w))+", text))
 
 
 def organizations(text: str) -> list[str]:
@@ -371,6 +380,8 @@ def grant_ids(text: str) -> list[str]:
     return _unique(m.group(1) for m in re.finditer(r"\(([A-Z][A-Z0-9_/.-]*\d[A-Z0-9_/.-]*|[A-Z]{2,}_[A-Z_]+)\)", text))
 
 
+#: a numbered line of a reference list: it states a year (a numbered author or affiliation list does not)
+REFERENCE_LINE = re.compile(r"^\s*\d{1,3}\.\s+(.*\b(?:1[89]|20)\d\d\b.*)$", re.MULTILINE)
 AUTHORS = re.compile(r"^(?:[A-Z][\w'’-]+ [A-Z]{1,3}[.,]\s*(?:and\s+)?)+(?:et al\.\s*)?")
 
 
@@ -378,7 +389,7 @@ def citation_titles(text: str) -> list[str]:
     """Title of a numbered reference line: authors ('Shapiro SC.') dropped, up to the first
     sentence end or a bracketed note ('[news release]')."""
     out = []
-    for m in re.finditer(r"^\s*\d{1,3}\.\s+(.+)$", text, re.MULTILINE):
+    for m in REFERENCE_LINE.finditer(text):
         body = AUTHORS.sub("", m.group(1).strip())
         t = re.match(r"(.+?(?:[?!](?=\s)|(?=\s\[|\.\s|\.?$)))", body)
         if t:
@@ -388,7 +399,7 @@ def citation_titles(text: str) -> list[str]:
 
 def citation_sources(text: str) -> list[str]:
     out = []
-    for m in re.finditer(r"^\s*\d{1,3}\.\s+(.+)$", text, re.MULTILINE):
+    for m in REFERENCE_LINE.finditer(text):
         parts = [p.strip() for p in re.split(r"(?<=[.?\]])\s+", m.group(1)) if p.strip()]
         out += [p.rstrip(".") for p in parts[1:] if re.match(r"^[A-Z]", p) and not re.match(r"^\d", p)]
     return _unique(out)
@@ -461,11 +472,108 @@ def _aliases(read: Callable[[str], apposition.Appositions]) -> Callable[[str], d
 
 #: kinds whose spans stand for another value
 _VALUE = {"phase": phase_value}
+
+
+def _drugs_and_diseases(document: str) -> list[str]:
+    return [*therapies(document), *therapy_appositions(document).learned, *vocab.diseases(document)]
+
+
+_TAGGED_ORGANIZATIONS, _TAGGED_PEOPLE = tagger.finders(_drugs_and_diseases)
+
+
+@lru_cache(maxsize=16)
+def _not_names(document: str) -> tuple[list[str], list[str]]:
+    """(therapy names, other spans that name no organization or person: trial names, actions,
+    credentials) of the document."""
+    drugs = [*therapies(document), *therapy_appositions(document).learned]
+    return drugs, [*trial_names(document), *credentials(document)]
+
+
+def _with_tagged(regex: Finder, tagged: Callable[[str], Finder]) -> Callable[[str], Finder]:
+    """Per document: the regex names of a unit and the tagger's names inside it, in text order,
+    less names that hold a therapy name ("Effects of Navarixin") or lie inside a trial name,
+    a regulatory action or credentials ("Fast Track" of "Fast Track designation")."""
+
+    def per_document(document: str) -> Finder:
+        names = tagged(document)
+        drugs, others = _not_names(document)
+        drug_words = [re.compile(rf"(?<![\w-]){re.escape(d)}(?![\w-])", re.IGNORECASE) for d in drugs]
+        inside = [o.casefold() for o in others]
+        # a name that is an action less its head word ("Fast Track" of "Fast Track designation")
+        named_actions = [a.casefold() for a in actions(document)]
+
+        def ok(name: str) -> bool:
+            folded = name.casefold()
+            return (
+                not any(p.search(name) for p in drug_words)
+                and not any(folded in o for o in inside)
+                and not any(a.startswith(folded + " ") and " " not in a[len(folded) + 1 :] for a in named_actions)
+            )
+
+        def find(unit: str) -> list[str]:
+            found = [n for n in in_text_order(unit, regex(unit), names(unit)) if ok(n)]
+            return [n for n in found if not _subunit(n, unit, found)]
+
+        return find
+
+    return per_document
+
+
+#: a department, unit or service named before its parent institution ("School of Public Health,
+#: Imperial College London"): the institution is the organization
+SUBUNIT = re.compile(
+    r"^(?:Department|Dept\.?|Division|Unit|Section|Faculty|School|Cent(?:er|re)|Laborator(?:y|ies)|Service|"
+    r"Program(?:me)?|Institute)\s+(?:of|for)\s|\b(?:Department|Division|Unit|Service|Section)$"
+)
+
+
+def _subunit(name: str, text: str, names: list[str]) -> bool:
+    if not SUBUNIT.search(name):
+        return False
+    at = text.find(name)
+    after = text[at + len(name) : at + len(name) + 160] if at >= 0 else ""
+    return any(after.startswith(", " + other) for other in names if other != name)
+
+
+#: company suffixes: "Kyverna" is "Kyverna Therapeutics", "Cytokinetics" is "Cytokinetics, Incorporated"
+COMPANY_SUFFIX = re.compile(
+    r"(?:,? (?:Inc\.?|Incorporated|Ltd\.?|Limited|LLC|Corp\.?|Corporation|Co\.|GmbH|AG|plc|S\.A\.|N\.V\.|"
+    r"Therapeutics|Pharmaceuticals?|Pharma|Biotechnology|Biosciences|Biotherapeutics|Biopharma|Bio|Holdings|"
+    r"Group|Company))+"
+)
+
+
+#: a country or region abbreviation before an organization's name ("US FDA", "U.S. FDA")
+QUALIFIER = re.compile(r"[A-Z]{2,3}|(?:[A-Z]\.){2,3}")
+
+
+@lru_cache(maxsize=16)
+def organization_aliases(document: str) -> dict[str, str]:
+    """A short name that is a longer organization name without its company suffix, and a name
+    given in parentheses after an organization's name ("... Human Use (CHMP)"): the same organization."""
+    finder = _DOCUMENT["organization"](document)
+    names = finder(document)
+    out = dict(apposition.read(document, finder, learn=False).aliases)
+    for long in names:
+        for short in names:
+            if len(short) < len(long) and long.startswith(short) and COMPANY_SUFFIX.fullmatch(long[len(short) :]):
+                out.setdefault(short.casefold(), long)
+            elif len(short) < len(long) and long.endswith(" " + short) and QUALIFIER.fullmatch(long[: -len(short) - 1]):
+                out.setdefault(long.casefold(), short)  # "US FDA" is the FDA
+    return out
+
+
 #: kinds that learn names from the document and know which names are one thing
 _DOCUMENT = {
     "therapy": (lambda document: apposition.finder(therapies, therapy_appositions(document).learned)),
+    "organization": _with_tagged(organizations, _TAGGED_ORGANIZATIONS),
+    "person": _with_tagged(people, _TAGGED_PEOPLE),
 }
-_ALIASES = {"therapy": _aliases(therapy_appositions), "condition": _aliases(condition_appositions)}
+_ALIASES: dict[str, Callable[[str], dict[str, str]]] = {
+    "therapy": _aliases(therapy_appositions),
+    "condition": _aliases(condition_appositions),
+    "organization": organization_aliases,
+}
 
 KINDS: dict[str, CandidateKind] = {
     kind: CandidateKind(
