@@ -24,10 +24,15 @@ ORG_HEADS = (
     r"Inc\.?|Ltd\.?|LLC|GmbH|AG|S\.A\.|plc|Therapeutics|Pharmaceuticals?|Biotherapeutics|Biotechnology|Biosciences|"
     r"Bio|Pharma|Hospital|Hospitals|University|College|School(?: of Medicine)?|Institute|Foundation|Association|"
     r"Agency|Administration|Ministry|Council|Center|Centre|Society|Clinic|Trust|Alliance|Program|Programme|"
-    r"Laboratories|Labs|Group|Network|Consortium|Medicine"
+    r"Laboratories|Labs|Group|Network|Consortium|Medicine|Committee"
 )
+#: regulators of medicines and devices (the spec: "any regulator")
 REGULATORS = (
-    r"FDA|EMA|MHRA|NMPA|PMDA|TGA|Health Canada|CHMP|European Medicines Agency|(?:U\.S\. )?Food and Drug Administration"
+    r"FDA|EMA|MHRA|NMPA|PMDA|TGA|Health Canada|CHMP|PRAC|Swissmedic|ANVISA|CDSCO|MHLW|European Medicines Agency|"
+    r"European Commission|Committee for Medicinal Products for Human Use|"
+    r"Medicines and Healthcare products Regulatory Agency|Pharmaceuticals and Medical Devices Agency|"
+    r"National Medical Products Administration|Therapeutic Goods Administration|"
+    r"(?:U\.?S\.? )?Food and Drug Administration"
 )
 DISEASE_HEADS = (
     r"\w*(?:itis|osis|emia|aemia|oma|omas|pathy|pathies|plasia|trophy)|diseases?|disorders?|syndromes?|gravis|"
@@ -125,7 +130,7 @@ def product_names(text: str) -> list[str]:
         r"\b[A-Z]{1,4}\d{2,5}[A-Z]?\b",
         r"\b(?:[A-Za-z]{3,}(?:cabtagene|tagene) [a-z]{3,}(?:leucel|cel)\b|[a-z]{3,}(?:mab|cel|leucel|tinib|ciclib|parib)\b(?: \([a-z-]+\))?)",
         r"\b(?:[A-Z0-9]+[- ])?(?i:anti-)?[A-Z]{2,5}\d{0,3}[- ]?(?:directed |targeting |targeted )?CAR[- ]?T(?i:[- ]cells?)?(?i: cell)?(?i: therapy| therapies)?\b",
-        r"\b(?:mRNA |allogeneic |autologous )?CAR[- ]T(?: cells?| cell therapy| cell therapies)\b",
+        r"\b(?i:mRNA |allogeneic |autologous )?CAR[- ]T(?i: cell therapy| cell therapies| cells?)\b",
     ]
     found = [
         (m.start(), m.group(0)) for p in pats for m in re.finditer(p, text) if text[m.start() - 1 : m.start()] != "/"
@@ -232,17 +237,35 @@ def agencies(text: str) -> list[str]:
     return _unique(m.group(0) for m in re.finditer(rf"\b(?:{REGULATORS})\b", text))
 
 
+#: a regulatory action's head noun, and the words that may stand before it
+ACTION_HEAD = (
+    r"(?:[Dd]esignation|[Aa]pproval|[Cc]learance|[Aa]greement|[Aa]uthori[sz]ation|[Oo]pinion|[Ee]xemption|"
+    r"[Ll]icen[cs]e)"
+)
+ACTION_WORDS = (
+    r"(?:[A-Z][\w-]*|rare|pediatric|paediatric|orphan|disease|fast|track|breakthrough|therapy|priority|review|"
+    r"accelerated|protocol|special|assessment|regenerative|medicine|advanced|investigational|new|drug|IND|"
+    r"\(IND\)|application|premarket|pre-market|humanitarian|device|conditional|marketing|positive|negative|full|"
+    r"traditional|emergency|use|biologics?|supplemental|standard|expanded|access|510\(k\)|de novo|market)"
+)
+#: a headline verb before the action ("... Receives FDA’s Rare Pediatric Designation")
+HEADLINE_VERB = re.compile(
+    r"^.*?\b(?:Announces|Receives|Grants|Gets|Wins|Earns|Secures|Awards|Issues|Granted|Receive|Grant)\s+"
+)
+#: verbs of a regulator's decision, with the regulator as their agent
+DECISION = r"(?:approved|cleared|granted|authori[sz]ed|recommended|accepted)"
+
+
 def actions(text: str) -> list[str]:
-    """Regulatory action phrases: '<up to 4 capitalized/keyword words> Designation', approvals,
-    clearances, agreements, as written."""
+    """Regulatory actions as written: noun phrases ('<modifiers> Designation', 'accelerated
+    approval', 'positive opinion', 'humanitarian device exemption'), a decision verb whose agent
+    is a regulator ('the FDA has approved', 'approved by the FDA'), 'cleared an ... application',
+    and 'under the X process'."""
     out = []
-    for m in re.finditer(
-        r"((?:(?:[A-Z][\w-]*|rare|pediatric|orphan|disease|fast|track|breakthrough|therapy|priority|review|"
-        r"accelerated|protocol|special|assessment|regenerative|medicine|advanced|investigational|new|drug|IND|"
-        r"\(IND\)|application)\s){0,6}(?:[Dd]esignation|[Aa]pproval|[Cc]learance|[Aa]greement|[Aa]uthori[sz]ation))",
-        text,
-    ):
-        out.append(re.sub(r"^(?:The|the|FDA’s|FDA's|FDA)\s+", "", m.group(1)))
+    for m in re.finditer(rf"((?:{ACTION_WORDS}\s){{0,6}}{ACTION_HEAD})(?![\w-])", text):
+        phrase = re.sub(rf"^(?:.*\b(?:{REGULATORS})(?:’s|'s)?\s+)", "", m.group(1))
+        phrase = HEADLINE_VERB.sub("", phrase)
+        out.append(re.sub(r"^(?:[Tt]he|[Aa]n?|[Tt]his|[Tt]hat|[Ii]ts|[Tt]heir|[Oo]ur)\s+", "", phrase))
     out += [
         m.group(1)
         for m in re.finditer(r"under the ((?:[A-Z][\w-]*\s?){1,5}?) (?:process|pathway|program|programme)", text)
@@ -255,9 +278,13 @@ def actions(text: str) -> list[str]:
             text,
         )
     ]
-    out += [m.group(0) for m in re.finditer(r"\b(?:approved|cleared)\b", text)]
-    bare = {"agreement", "designation", "approval", "clearance", "authorization", "authorisation"}
-    return _unique(a for a in out if a.lower() not in bare)
+    named = bool(out)  # a decision verb whose object is a named action ("granted Fast Track designation") is none
+    agent = rf"(?:{REGULATORS})(?:’s|'s)?\s+(?:(?:has|have|had|today|also|officially|formally|now|recently|previously)\s+){{0,2}}"
+    if not named:
+        out += [m.group(1) for m in re.finditer(rf"\b{agent}({DECISION})\b", text)]
+        out += [m.group(1) for m in re.finditer(rf"\b({DECISION})\s+by\s+(?:the\s+)?(?:{REGULATORS})\b", text)]
+    bare = re.compile(rf"{ACTION_HEAD}|[A-Z][\w-]*")  # a head alone, or one capitalized word
+    return _unique(a for a in out if not bare.fullmatch(a) and not re.fullmatch(ACTION_HEAD, a, re.IGNORECASE))
 
 
 ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4"}
