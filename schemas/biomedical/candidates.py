@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
+from rapidfuzz import fuzz
+
 from pipeline.candidates import unique as _unique
 from pipeline.core.domain import CandidateKind, Finder
 from schemas.biomedical import apposition, tagger, vocab
@@ -364,21 +366,136 @@ def registry_ids(text: str) -> list[str]:
     return _unique(m.group(0) for m in re.finditer(r"\b(?:NCT\d{8}|EudraCT ?\d{4}-\d{6}-\d{2}|ChiCTR\d+)\b", text))
 
 
-def findings(text: str) -> list[str]:
-    """Result clauses: '<X> was/were evident/observed/reported', 'achieved <X>', 'had <X>'."""
-    out = []
-    marker = re.compile(r"^(?:In [\w ]+ terms|Overall|In summary|In total|Notably|Importantly|However|Finally),\s*")
-    for m in re.finditer(
-        r"(?:^|[,;:] |\. )((?:[Nn]o |[A-Z])[^.;:]{3,160}?) (?:was|were) (?:evident|observed|reported|seen|noted)", text
-    ):
-        out.append(marker.sub("", m.group(1)))
-    for m in re.finditer(
-        r"(?<!-)\b(?:achieved|showed|had|reached|experienced|developed|led to)\s+([^.;]{3,160}?)(?=\s+(?:over|after|at|during|by|for|in)\b|[.;,]|$)",
-        text,
-    ):
-        if not re.match(r"(?:received|been|announced|agreed|the company|an? |using |with |by )", m.group(1)):
-            out.append(m.group(1))
-    return _unique(out)
+#: verbs of change: the verb is part of the result ("reduced the risk of death by 34%")
+CHANGE = (
+    r"(?:reduc(?:ed|es|ing)|slow(?:ed|s|ing)|improv(?:ed|es|ing)|increas(?:ed|es|ing)|decreas(?:ed|es|ing)|"
+    r"lower(?:ed|s|ing)|rais(?:ed|es|ing)|ris(?:ing|es)|rose|extend(?:ed|s|ing)|prolong(?:ed|s|ing)|"
+    r"delay(?:ed|s|ing)|prevent(?:ed|s|ing)|halved|doubled|eliminat(?:ed|es|ing)|maintain(?:ed|s|ing))"
+)
+#: verbs that present a result: the result is their object ("demonstrated 84.1% VE against ...")
+_SHOW_WORDS = [
+    *("achieved", "achieves", "showed", "shows", "show", "demonstrated", "demonstrates", "demonstrate"),
+    *("confirmed", "confirms", "confirm", "had", "reached", "experienced", "developed", "led_to", "resulted_in"),
+    *("produced", "yielded", "reported"),
+]
+SHOW = "(?:" + "|".join(w.replace("_", " ") for v in _SHOW_WORDS for w in (v, v[0].upper() + v[1:])) + ")"
+#: verbs of a passive result clause ("Protection was maintained across ...", "No fever ... was evident")
+SEEN = r"(?:observed|reported|seen|noted|evident|maintained|identified|detected|recorded)"
+#: the same without "was" (a bullet line: "Long-term protection observed across ...")
+SEEN_BARE = r"(?:observed|reported|seen|noted|identified|detected|recorded)"
+#: words of a claim that states no result of its own ("Fruzaqla’s effectiveness", "long-term efficacy")
+CLAIM_WORDS = re.compile(
+    r"(?:[\w-]+['’]s\s+)?(?:(?:long-term|short-term|overall|clinical|its|their)\s+)*"
+    r"(?:efficacy|effectiveness|safety|tolerability|benefits?|results?|data|outcomes?|effects?)"
+    r"(?:\s+(?:and|of)\s+(?:efficacy|effectiveness|safety|tolerability|benefits?|[A-Z][\w-]*))*",
+    re.IGNORECASE,
+)
+#: where a result's object ends: a clause break, a contrast, or a time phrase (the timepoint's field)
+OBJECT_END = (
+    r"(?=,\s|\s+(?:while|whereas|which|but|and was|and were)\b|\s+by the\b|"
+    r"\s+(?:over|after|at|during|in|for|within|through|up to)\s+(?:\d|one\b|two\b|three\b|four\b|five\b|"
+    r"six\b|seven\b|eight\b|nine\b|ten\b|twelve\b|a median\b|approximately\b|about\b|more than\b)|"
+    r"\.(?!\d)|[;:\n]|$)"
+)
+#: a sentence that hopes, plans or supposes states no result
+HEDGE = re.compile(
+    r"\b(?:will|would|may|might|could|can|should|is thought|are thought|theori[sz]ed|hypothes\w+|expected to|"
+    r"aims? to|designed to|to evaluate|to test|to assess|to determine|objective)\b",
+    re.IGNORECASE,
+)
+DISCOURSE = re.compile(
+    r"^(?:In [\w ]+ terms|Overall|In summary|In total|Notably|Importantly|However|Finally|Additionally),\s*"
+)
+
+
+#: a word after which an -ing form is a noun or adjective, not a result ("in preventing", "amid rising")
+NOT_A_CLAUSE = r"(?<!\bin )(?<!\bof )(?<!\bfor )(?<!\bby )(?<!\bfrom )(?<!\bon )(?<!\bto )(?<!\bamid )(?<!\bthe )"
+#: a population after a result ("in individuals with ...", "for patients with ..."): not part of it
+POPULATION = r"\s+(?:in|for|among)\s+(?:all\s+)?(?:patients|participants|adults|children|individuals|people|subjects)\b"
+
+
+def findings(text: str, names: list[str] | None = None) -> list[str]:
+    """Reported results: a passive result clause ('Cytokine release syndrome was reported in all
+    patients'; its subject alone where nothing follows: 'No fever ... was evident'; without
+    'was' only in a bullet line), a verb of change with its object ('significantly slowed
+    cognitive and functional decline'), and the object of a verb that presents a result
+    ('demonstrated 84.1% VE against ...' gives '84.1% VE against ...'). An object ends at a clause
+    break, a contrast, a time phrase or the population; a sentence that hopes, plans or supposes
+    gives none."""
+    out: list[tuple[int, str]] = []
+    end = rf"(?={POPULATION}|{OBJECT_END[3:]}"
+    for clause in re.finditer(r"[\w“\"(](?:[^.;\n]|\.(?=\d))*", text):
+        part, base = clause.group(0), clause.start()
+        if HEDGE.search(part):
+            continue
+        line_start = base == 0 or text[:base].rstrip(" \t•·▪*-").endswith("\n") or not text[:base].strip()
+        seen = rf"(?:(?:was|were|has been|have been)\s+{SEEN}" + (f"|{SEEN_BARE})" if line_start else ")")
+        for m in re.finditer(rf"(?:^|, |: )((?:[Nn]o |[A-Z])[^:]{{3,160}}?)\s+{seen}\b([^;]*)", part):
+            rest = m.group(2).strip()
+            # a subject of one or two words says little alone ("Protection was maintained across ...")
+            short = len(m.group(1).split()) <= 2
+            whole = part[m.start(1) :].strip() if short and rest and not rest.startswith(",") else m.group(1)
+            out.append((base + m.start(1), DISCOURSE.sub("", whole.strip(" ,"))))
+        for m in re.finditer(
+            rf"(?<![\w-])((?:[a-z]+ly\s+)?{NOT_A_CLAUSE}(?<!was )(?<!were )(?<!been )(?<!be ){CHANGE}\s+[^,;:]{{2,160}}?){end}",
+            part,
+        ):
+            out.append((base + m.start(1), m.group(1)))
+        for m in re.finditer(rf"(?<![\w-])(?<!ly )(?<!was )(?<!were ){SHOW}\s+([^;:]{{3,160}}?){end}", part):
+            obj = m.group(1)
+            if (
+                re.match(r"(?:that|received|been|announced|agreed|the company|using |with |by |to )", obj)
+                or obj.isupper()
+                or CLAIM_WORDS.fullmatch(re.sub(r"^(?:an?|the)\s+", "", obj))
+            ):
+                continue
+            out.append((base + m.start(1), re.sub(r"^(?:an?|the)\s+", "", obj)))
+    names = [re.escape(t) for t in (names if names is not None else therapies(text))]
+    of_therapy = re.compile(rf"\s+of\s+(?:{'|'.join(names)})\b.*$") if names else None
+    cleaned = [(at, of_therapy.sub("", f) if of_therapy else f) for at, f in sorted(out)]
+    return _unique(f for _, f in cleaned if len(f) >= 3 and not CLAIM_WORDS.fullmatch(f))
+
+
+#: a figure that identifies one result ("61.2%", "84.1", "34%")
+FIGURE = re.compile(r"\d+(?:\.\d+)?%|\d+\.\d+")
+
+
+def restates(later: str, earlier: str) -> bool:
+    """Does ``later`` report the result ``earlier`` did: a figure of it, or nearly the same words?"""
+    if set(FIGURE.findall(later)) & set(FIGURE.findall(earlier)):
+        return True
+    return fuzz.token_set_ratio(later.casefold(), earlier.casefold()) >= 85
+
+
+@lru_cache(maxsize=16)
+def _document_findings(document: str) -> tuple[tuple[int, str], ...]:
+    found = []
+    for f in findings(document, _therapy_names(document)):
+        at = document.find(f)
+        found.append((at if at >= 0 else len(document), f))
+    return tuple(sorted(found))
+
+
+def _therapy_names(document: str) -> list[str]:
+    return [*therapies(document), *therapy_appositions(document).learned]
+
+
+def findings_in(document: str) -> Finder:
+    """A unit's findings, less those that restate a result an earlier sentence of the document
+    reported (a summary bullet and the body give one result, not two)."""
+    earlier = _document_findings(document)
+
+    def find(unit: str) -> list[str]:
+        at = document.find(unit)
+        base = at if at >= 0 else len(document)
+        kept = []
+        for f in findings(unit, _therapy_names(document)):
+            pos = base + max(unit.find(f), 0)
+            if not any(p < pos and e != f and restates(f, e) for p, e in earlier if p < base):
+                kept.append(f)
+        return kept
+
+    return find
 
 
 def timepoints(text: str) -> list[str]:
@@ -595,6 +712,7 @@ _DOCUMENT = {
     "therapy": (lambda document: apposition.finder(therapies, therapy_appositions(document).learned)),
     "organization": _with_tagged(organizations, _TAGGED_ORGANIZATIONS),
     "person": _with_tagged(people, _TAGGED_PEOPLE),
+    "finding": findings_in,
 }
 _ALIASES: dict[str, Callable[[str], dict[str, str]]] = {
     "therapy": _aliases(therapy_appositions),
