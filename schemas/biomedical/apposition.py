@@ -112,7 +112,26 @@ def read(
                     out.learned.append(first)
                     folded.add(first.casefold())
                 out.aliases.setdefault(name.casefold(), first)
+    _spelling_variants(text, [*known, *out.learned], out)
     return out
+
+
+def spelling(name: str) -> str:
+    """A name's spelling key: case, hyphens, spaces and a plural -s do not tell two names apart."""
+    words = re.sub(r"[\s\-‐-―]+", " ", name.casefold()).strip().split(" ")
+    words[-1] = re.sub(r"(?<=[a-z]{3})s$", "", words[-1])
+    return " ".join(words)
+
+
+def _spelling_variants(text: str, names: list[str], out: Appositions) -> None:
+    """Names written two ways ("ANCA Associated Vasculitis", "ANCA-Associated Vasculitis", "CAR T
+    cells", "CAR-T cell") are one name: the later spellings are aliases of the first in the text."""
+    first: dict[str, str] = {}
+    for name in sorted(names, key=lambda n: (text.casefold().find(n.casefold()) % (len(text) + 1), n)):
+        key = spelling(name)
+        if key in first and first[key].casefold() != name.casefold():
+            out.aliases.setdefault(name.casefold(), first[key])
+        first.setdefault(key, name)
 
 
 def _occurs(name: str, text: str) -> int:

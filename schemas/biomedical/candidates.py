@@ -10,15 +10,20 @@ documents. Each returns candidates in text order, without duplicates. The generi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from collections.abc import Callable
 from functools import lru_cache
 
+from abbreviations import schwartz_hearst
 from rapidfuzz import fuzz
 
+from pipeline.candidates import FUNCTION_WORDS
 from pipeline.candidates import unique as _unique
 from pipeline.core.domain import CandidateKind, Finder
 from schemas.biomedical import apposition, tagger, vocab
+from schemas.biomedical.vocab.gazetteer import Keep
 
 CONNECT = r"(?:of|de|del|la|for|and|&|the|d'|für|di)"
 CAP = r"(?:[A-Z][\w'’&.-]*[\w.]|[A-Z])"
@@ -42,7 +47,7 @@ DISEASE_HEADS = (
     r"fibrosis|neuropathy|toxicity|myeloma|lymphoma|lupus|nephritis|palsy|dystrophy|deficiency|injury|"
     r"ha?emorrhages?"
 )
-MODIFIER = r"(?:\([A-Za-z0-9+-]+\)-?)?[A-Za-z0-9+-]+|\([A-Za-z0-9+-]+\)"
+MODIFIER = r"(?:\([A-Za-z0-9+-]+\)-?)?[A-Za-z0-9+-]+(?:['’]s\b)?|\([A-Za-z0-9+-]+\)"
 STOP_MODIFIERS = {
     "the", "a", "an", "with", "in", "of", "for", "and", "or", "to", "from", "by", "on", "is", "are", "was",
     "were", "his", "her", "their", "its", "this", "these", "that", "patients", "patient", "treat", "treatment",
@@ -56,7 +61,13 @@ UMBRELLA_HEAD = re.compile(r"^(?:diseases?|disorders?|conditions?|syndromes?|can
 # a disease word that names something else: "Cancer Institute", "disease designation"
 NOT_A_CONDITION_AFTER = re.compile(
     r"^\s+(?:Institute|Foundation|Cent(?:er|re)|Society|Association|Research|Alliance|Fund|Council|designation|"
-    r"area|areas|activity|modifying|progression|course|burden|control|state|severity|center|awareness)\b"
+    r"area|areas|activity|modifying|progression|course|burden|control|state|severity|center|awareness|Studies|"
+    r"Unit|Department|Service|Program|Programme|rates?|types?|risk)\b"
+)
+#: a disease word inside an institution's name: "Department of Psychosis Studies", "Centre for Mental Health"
+NOT_A_CONDITION_BEFORE = re.compile(
+    r"\b(?:Department|Dept\.?|Division|Institute|Unit|Cent(?:er|re)|School|Society|Foundation|Association|"
+    r"Journal|Program(?:me)?|Clinic)\s+(?:of|for)\s+(?:the\s+)?(?:[A-Z][\w-]*\s+)*$"
 )
 CLASS_WORDS = {
     "autoimmune", "rheumatic", "neurological", "neurologic", "inflammatory", "neuro-inflammatory", "chronic",
@@ -80,9 +91,36 @@ def vocabulary_diseases(text: str) -> list[str]:
         *mods, head = t[start:end].split()
         if UMBRELLA_HEAD.match(head) and all(w.lower() in CLASS_WORDS for w in mods):
             return False
-        return not NOT_A_CONDITION_AFTER.match(t[end : end + 20])
+        if head.lower() == "cells" or t[max(0, start - 5) : start].lower() == "anti-":
+            return False  # cells ("target cells") and antibodies ("Anti-melanoma ...") are no disease
+        return not NOT_A_CONDITION_AFTER.match(t[end : end + 20]) and not NOT_A_CONDITION_BEFORE.search(
+            t[max(0, start - 80) : start]
+        )
 
-    return vocab.gazetteer("diseases").find(text, keep)
+    return in_text_order(text, vocab.gazetteer("diseases").find(text, keep), defined_conditions(text, keep))
+
+
+def defined_conditions(text: str, keep: Keep) -> list[str]:
+    """The long form of an abbreviation the text defines (Schwartz-Hearst, ``abbreviations``),
+    carried left to the start of its noun phrase, where it holds a disease name: "amyloid-related
+    imaging abnormalities with edema or effusion (ARIA-E)"."""
+    with contextlib.redirect_stderr(io.StringIO()):  # the library prints skipped candidates
+        pairs = schwartz_hearst.extract_abbreviation_definition_pairs(doc_text=text)
+    out = []
+    for short, long in pairs.items():
+        m = re.search(rf"((?:[\w'’-]+\s+){{0,4}}){re.escape(long)}\s*\({re.escape(short)}\)", text)
+        if m is None:
+            continue
+        lead = m.group(1).split()
+        while lead and lead[0].lower() in FUNCTION_WORDS | STOP_MODIFIERS:
+            lead = lead[1:]
+        for i, word in enumerate(lead):
+            if word.lower() in FUNCTION_WORDS | STOP_MODIFIERS:
+                lead = lead[i + 1 :]
+        phrase = " ".join([*lead, long])
+        if phrase in text and vocab.gazetteer("diseases").find(phrase, keep):
+            out.append(phrase)
+    return out
 
 
 def in_text_order(text: str, *groups: list[str]) -> list[str]:
@@ -97,7 +135,11 @@ def disease_phrases(text: str) -> list[str]:
     out: list[str] = []
     text = AFFILIATION_LIST.sub(lambda m: " " * len(m.group(0)), text) if affiliations(text) else text
     for m in re.finditer(rf"\b({DISEASE_HEADS})\b", text, re.IGNORECASE):
-        if NOT_A_CONDITION_AFTER.match(text[m.end() : m.end() + 20]):
+        if (
+            NOT_A_CONDITION_AFTER.match(text[m.end() : m.end() + 20])
+            or NOT_A_CONDITION_BEFORE.search(text[max(0, m.start() - 80) : m.start()])
+            or text[max(0, m.start() - 5) : m.start()].lower() == "anti-"  # an antibody's name
+        ):
             continue
         before = text[max(0, m.start() - 80) : m.start()].rsplit("\n", 1)[-1]
         words = re.findall(MODIFIER, before)
