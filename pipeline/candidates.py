@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from pipeline.core.domain import CandidateKind
@@ -34,8 +34,15 @@ def unique(items: Iterable[str]) -> list[str]:
     return out
 
 
+#: an image caption or credit line ("(Photo: ...)", "Image credit: ...", "© Getty Images"): no title
+CAPTION = re.compile(
+    r"(?i)\b(?:photo(?:graph)?|image|picture|credit|courtesy|illustration|source)\s*(?:credit\s*)?[:(]|"
+    r"\((?:photo|image|credit)\b|©|\bgetty images\b|\bshutterstock\b|\b(?:pictured|shown) (?:here|above|below)\b"
+)
+
+
 def titles(text: str) -> list[str]:
-    """Title-shaped lines: 5+ words, no final period, not a bullet or a byline."""
+    """Title-shaped lines: 5+ words, no final period, not a bullet, a byline or an image caption."""
     return unique(
         line.strip()
         for line in text.splitlines()
@@ -43,6 +50,7 @@ def titles(text: str) -> list[str]:
         and not re.match(r"\s*[•·▪‣*-]\s", line)
         and not line.rstrip().endswith(".")
         and "|" not in line
+        and not CAPTION.search(line)
         and len(line) <= 500
     )
 
@@ -275,9 +283,14 @@ def nfc(text: str) -> str:
 def find(kind: CandidateKind, text: str, document: str | None = None) -> list[str]:
     """Candidates of ``kind`` in ``text``, a piece of ``document`` when given (a kind may learn
     names from the whole document: ``CandidateKind.in_document``)."""
+    return list(_find(kind, text, document if kind.in_document is not None else None))
+
+
+@lru_cache(maxsize=4096)  # a chunk-wide field asks for the same chunk's candidates once per sentence
+def _find(kind: CandidateKind, text: str, document: str | None) -> tuple[str, ...]:
     if document is not None and kind.in_document is not None:
-        return kind.in_document(nfc(document))(nfc(text))
-    return kind.find(nfc(text))
+        return tuple(kind.in_document(nfc(document))(nfc(text)))
+    return tuple(kind.find(nfc(text)))
 
 
 def value_of(kind: CandidateKind, span: str) -> str | None:

@@ -28,7 +28,7 @@ from schemas.biomedical.vocab.gazetteer import Keep
 CONNECT = r"(?:of|de|del|la|for|and|&|the|d'|für|di)"
 CAP = r"(?:[A-Z][\w'’&.-]*[\w.]|[A-Z])"
 ORG_HEADS = (
-    r"Inc\.?|Ltd\.?|LLC|GmbH|AG|S\.A\.|plc|Therapeutics|Pharmaceuticals?|Biotherapeutics|Biotechnology|Biosciences|"
+    r"(?i:Inc)\.?|Ltd\.?|LLC|GmbH|AG|S\.A\.|plc|Therapeutics|Pharmaceuticals?|Biotherapeutics|Biotechnology|Biosciences|"
     r"Bio|Pharma|Hospital|Hospitals|University|College|School(?: of Medicine)?|Institute|Foundation|Association|"
     r"Agency|Administration|Ministry|Council|Center|Centre|Society|Clinic|Trust|Alliance|Program|Programme|"
     r"Laboratories|Labs|Group|Network|Consortium|Medicine|Committee"
@@ -240,12 +240,20 @@ def organizations(text: str) -> list[str]:
     out = affiliations(text)
     if out:  # the list's own pieces replace the name regex over it, which would join neighbours
         text = AFFILIATION_LIST.sub(lambda m: " " * len(m.group(0)), text)
-    pat = rf"\b((?:{CAP} (?:{CONNECT} )*)*?(?:{CAP} )?(?:{ORG_HEADS})(?:(?: {CONNECT})+(?: {CAP})+)*)"
+    # a head word is a whole word ("Bio" is not in "Biogen", "Trust" not in "Trustees")
+    pat = rf"\b((?:{CAP} (?:{CONNECT} )*)*?(?:{CAP} )?(?:{ORG_HEADS})(?![\w-])(?:(?: {CONNECT})+(?: {CAP})+)*)"
     for m in re.finditer(pat, text):
         phrase = re.sub(r"^(?:The|the|A|An)\s+", "", m.group(1)).strip()
+        phrase = re.sub(r"^(?:Inc|Ltd|LLC|Corp|Co)\.?,?\s+(?:and\s+|&\s+)?", "", phrase)  # the last name's suffix
         if len(phrase.split()) >= 2 or phrase.isupper():
             out.append(phrase)
     out += [m.group(0) for m in re.finditer(rf"\b(?:{REGULATORS})\b", text)]
+    out += [  # "an FDA advisory committee", "the EMA's scientific advisory group"
+        m.group(0)
+        for m in re.finditer(
+            rf"\b(?:{REGULATORS})(?:’s|'s)? (?:[\w-]+ ){{0,3}}?advisory (?:committee|panel|group|board)\b", text
+        )
+    ]
     out += [
         m.group(1)
         for m in re.finditer(
@@ -660,6 +668,7 @@ def _aliases(read: Callable[[str], apposition.Appositions]) -> Callable[[str], d
 _VALUE = {"phase": phase_value}
 
 
+@lru_cache(maxsize=16)
 def _drugs_and_diseases(document: str) -> list[str]:
     return [*therapies(document), *therapy_appositions(document).learned, *vocab.diseases(document)]
 

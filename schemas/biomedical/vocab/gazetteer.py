@@ -54,6 +54,20 @@ class Gazetteer:
         self.exact: set[str] = set()
         self.cap: set[str] = set()
         self.max_tokens = 1
+        #: first token of a term -> the most tokens a term starting with it has (folded, and as
+        #: written for exact terms): a text token that starts no term is skipped at once
+        self._first: dict[str, int] = {}
+        self._first_exact: dict[str, int] = {}
+
+    def _index(self) -> None:
+        self._first.clear()
+        self._first_exact.clear()
+        for keys, first in ((self.any, self._first), (self.cap, self._first), (self.exact, self._first_exact)):
+            for key in keys:
+                head, _, rest = key.partition(" ")
+                n = rest.count(" ") + 2 if rest else 1
+                if first.get(head, 0) < n:
+                    first[head] = n
 
     @classmethod
     def build(
@@ -84,6 +98,7 @@ class Gazetteer:
                 if plurals and len(last) > 3 and last.isalpha() and not (len(variant) == 1 and variant[0] in stop):
                     g.any.add(" ".join(variant))
             g.max_tokens = max(g.max_tokens, len(toks))
+        g._index()
         return g
 
     def __len__(self) -> int:
@@ -105,14 +120,15 @@ class Gazetteer:
     @classmethod
     def load(cls, path: Path) -> Gazetteer:
         g = cls()
-        by_prefix = {"a": g.any, "e": g.exact, "c": g.cap}
-        with path.open(encoding="utf-8") as f:
-            head = f.readline().rstrip("\n").split("\t")
-            if head[0] != "max":
-                raise ValueError(f"{path} is not a gazetteer file")
-            g.max_tokens = int(head[1])
-            for line in f:
-                by_prefix[line[0]].add(line[2:-1])
+        head, _, body = path.read_text(encoding="utf-8").partition("\n")
+        if not head.startswith("max\t"):
+            raise ValueError(f"{path} is not a gazetteer file")
+        g.max_tokens = int(head[4:])
+        lines = body.split("\n")
+        g.any = {line[2:] for line in lines if line[:2] == "a\t"}
+        g.exact = {line[2:] for line in lines if line[:2] == "e\t"}
+        g.cap = {line[2:] for line in lines if line[:2] == "c\t"}
+        g._index()
         return g
 
     def spans(self, text: str, keep: Keep | None = None) -> Iterator[tuple[int, int]]:
@@ -123,10 +139,14 @@ class Gazetteer:
         i = 0
         while i < len(toks):
             hit = 0
+            longest = max(self._first.get(folded[i], 0), self._first_exact.get(words[i], 0))
+            if not longest:
+                i += 1
+                continue
             # tokens of one term are adjacent: only spaces, hyphens, slashes, apostrophes between
             n_max = 1
             while (
-                n_max < self.max_tokens
+                n_max < longest
                 and i + n_max < len(toks)
                 and GAP.fullmatch(text[toks[i + n_max - 1][1] : toks[i + n_max][0]])
             ):
