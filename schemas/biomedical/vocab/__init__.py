@@ -59,6 +59,9 @@ def gazetteer(name: str) -> Gazetteer:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         g.dump(path)
+        for stale in path.parent.glob(f"{name}-*.txt"):  # built from older package versions or rules
+            if stale != path:
+                stale.unlink(missing_ok=True)
     except OSError:
         pass  # read-only home: this process keeps it in memory
     return g
