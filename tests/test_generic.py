@@ -147,7 +147,7 @@ def test_user_schema_runs_with_a_generic_prompt_and_candidates(tmp_path: Path, d
     """select on a plain schema: the prompt is built from the schema, and each key field is an
     enum of the sentence's phrases, so the model can only pick words of the text."""
     folder = docs(tmp_path, {"s": SENTENCE})
-    fake = FakeProvider([{"items": [{"drug": "amoxicillin", "event": "severe hepatitis", "dose": "500 mg"}]}])
+    fake = FakeProvider([{"items": [{"drug": "amoxicillin", "event": "severe hepatitis"}]}])
     summary = extract(folder, db, fake, schema=user_schema(tmp_path), strategy="select")
     assert summary.status == "completed" and summary.records == {"events": 1}
     request = fake.requests[0]
@@ -155,8 +155,10 @@ def test_user_schema_runs_with_a_generic_prompt_and_candidates(tmp_path: Path, d
     assert "drug: the drug as named" in prompt and "event: the adverse event" in prompt and SENTENCE in prompt
     item = request["response_format"]["json_schema"]["schema"]["$defs"]["DrugEventChoice"]["properties"]
     assert "amoxicillin" in item["drug"]["enum"] and "severe hepatitis" in item["event"]["enum"]
+    # the key fields are asked; a plain schema's other text fields are not (no guessing, no runaway)
+    assert set(item) == {"drug", "event"} and "dose:" not in prompt
     assert rows(db, "SELECT drug, event, dose, evidence, grounded FROM events") == [
-        ("amoxicillin", "severe hepatitis", "500 mg", SENTENCE, True)
+        ("amoxicillin", "severe hepatitis", None, SENTENCE, True)
     ]
     assert rows(db, "SELECT schema_name FROM runs") == [("drug_events",)]
 

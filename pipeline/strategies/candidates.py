@@ -44,6 +44,8 @@ class FieldSpec:
     is_list: bool
     is_key: bool
     primary: bool
+    #: the generic ``phrase`` kind given to a plain schema's text field (the record type declares no kinds)
+    implicit: bool = False
 
 
 def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
@@ -56,7 +58,8 @@ def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
         for name, info in fields.items()
         if isinstance(info.json_schema_extra, dict) and isinstance(info.json_schema_extra.get("candidates"), str)
     }
-    if not declared:
+    implicit = not declared
+    if implicit:
         declared = {name: {"candidates": "phrase"} for name, info in fields.items() if is_free_text(info)}
     specs = []
     for name, extra in declared.items():
@@ -68,6 +71,7 @@ def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
                 typing.get_origin(_unwrap(fields[name].annotation)) is list,
                 name in keys,
                 bool(extra.get("primary")),
+                implicit,
             )
         )
     if specs and not any(s.primary for s in specs):
@@ -78,12 +82,18 @@ def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
 
 
 def _primary(spec: FieldSpec) -> FieldSpec:
-    return FieldSpec(spec.name, spec.kind, spec.scope, spec.is_list, spec.is_key, True)
+    return FieldSpec(spec.name, spec.kind, spec.scope, spec.is_list, spec.is_key, True, spec.implicit)
 
 
 def _unwrap(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) and len(args) == 1 else tp
+
+
+def _is_closed(info: Any) -> bool:
+    """A field whose values come from a small closed set (a ``Literal``, a ``bool``)."""
+    args = typing.get_args(info.annotation) or (info.annotation,)
+    return any(typing.get_origin(a) is Literal or a is bool for a in args)
 
 
 def positions(cands: list[str], text: str) -> list[Found]:
@@ -180,11 +190,17 @@ class CandidateStrategy(FewShotStrategy):
         fields: dict[str, Any] = {}
         by_name = {s.name: s for s in specs}
         options_of = {name: list(dict.fromkeys(c for c, _, _ in found)) for name, found in cands.items()}
+        plain = any(s.implicit for s in specs)
         for name, info in rt.model.model_fields.items():
             if name == "evidence":
                 continue
             spec = by_name.get(name)
             options = tuple(options_of.get(name, []))
+            if plain and not (spec is not None and spec.is_key) and not _is_closed(info):
+                # a plain schema's other text and number fields are not asked: every phrase of
+                # the sentence as an option for each made a small model write for minutes, and
+                # a number it writes freely is a guess
+                continue
             if spec is None:
                 fields[name] = (info.annotation, info)
             elif spec.is_key:
@@ -206,7 +222,7 @@ class CandidateStrategy(FewShotStrategy):
             __config__=ConfigDict(extra="forbid"),
             items=(list[item], Field(default_factory=list, max_length=limit)),  # type: ignore[valid-type]
         )
-        return self.ask(calls, model, self.render(rt, unit, ctx, options_of))
+        return self.ask(calls, model, self.render(rt, unit, ctx, options_of, list(fields)))
 
     @staticmethod
     def rules(
