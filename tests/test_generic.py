@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +18,7 @@ from pipeline.core.schema import load_schema
 from pipeline.providers.bounds import MAX_EVIDENCE, MAX_RECORDS, MAX_STRING, MAX_VALUES, bounded
 from pipeline.salvage import complete_prefix
 from tests.conftest import Cut, FakeProvider
+from tests.test_extract_store import rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DRUG_SCHEMA = """
@@ -55,14 +55,6 @@ def docs(tmp_path: Path, texts: dict[str, str]) -> Path:
 
 def extract(folder: Path, db: Path, fake: FakeProvider, **cfg: Any) -> RunSummary:
     return run_extract([folder], db=db, config=ExtractConfig(**cfg), provider=fake, progress=False)
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_core_names_no_domain() -> None:
