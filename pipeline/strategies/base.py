@@ -10,6 +10,7 @@ per attempt (``AttemptLog``).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -173,7 +174,11 @@ class Calls:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.ctx.provider.instructor_client(create=self._create)
+            # the first client imports openai and instructor (~1 s): Ctrl-C may abort that
+            abortable = getattr(self.ctx.stop, "abortable", None)
+            main = threading.current_thread() is threading.main_thread()
+            with abortable() if abortable is not None and main else contextlib.nullcontext():
+                self._client = self.ctx.provider.instructor_client(create=self._create)
             self.log.attach(self._client)
         return self._client
 
