@@ -236,11 +236,13 @@ FUNCTION_WORDS = frozenset(
 )
 _TOKEN = re.compile(r"[^\W_][\w'’+/.-]*[^\W_]|[^\W_]|%")
 MAX_PHRASE_WORDS = 6
+LETTER = re.compile(r"[^\W\d_]")  # a phrase names something: "2023" or "1" alone does not
 
 
 def phrases(text: str) -> list[str]:
     """Runs of up to six words between punctuation and function words, with their shorter
-    starts and ends ("severe nausea" gives "severe nausea", "severe" and "nausea")."""
+    starts and ends ("severe nausea" gives "severe nausea", "severe" and "nausea"); a bare
+    number is no phrase."""
     out: list[str] = []
     for piece in re.split(r"[,;:()\[\]\"“”!?]|\.(?:\s|$)|\s[-–—]\s", text):
         run: list[re.Match[str]] = []
@@ -250,8 +252,9 @@ def phrases(text: str) -> list[str]:
                 continue
             for i in range(len(run)):
                 for j in range(len(run), i, -1):
-                    if j - i <= MAX_PHRASE_WORDS and (i == 0 or j == len(run)):
-                        out.append(piece[run[i].start() : run[j - 1].end()])
+                    phrase = piece[run[i].start() : run[j - 1].end()]
+                    if j - i <= MAX_PHRASE_WORDS and (i == 0 or j == len(run)) and LETTER.search(phrase):
+                        out.append(phrase)
             run = []
     return unique(out)
 

@@ -24,28 +24,78 @@ def _segmenter() -> object:
     return pysbd.Segmenter(language="en", clean=False)
 
 
+#: pysbd's cost grows faster than the length of what it is given (its list-item scan rereads
+#: the paragraph per match): a paragraph is handed over in pieces of about this many characters,
+#: cut where a sentence plainly ends, so work stays linear in the document's length
+PIECE = 2000
+PLAIN_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(\[])")
+
+
+def pieces(line: str) -> Iterator[tuple[int, str]]:
+    """(offset, piece) of a paragraph, cut at plain sentence ends (or spaces) near ``PIECE``."""
+    start = 0
+    while len(line) - start > PIECE:
+        window = line[start : start + 2 * PIECE]
+        ends = [m.end() for m in PLAIN_END.finditer(window) if m.end() >= PIECE // 2]
+        cut = ends[0] if ends else (window.rfind(" ", PIECE // 2) + 1 or len(window))
+        yield start, line[start : start + cut]
+        start += cut
+    yield start, line[start:]
+
+
 def sentences(text: str, span: Span) -> Iterator[Span]:
-    """Sentence spans inside ``span``, one line (paragraph) at a time."""
-    seg = _segmenter()
-    for m in re.finditer(r"[^\n]+", text[span.start : span.end]):
-        line_start = span.start + m.start()
-        line = m.group(0)
-        if not line.strip():
+    """Sentence spans inside ``span``, one line (paragraph) at a time. Each line of ``text`` is
+    segmented once (``line_sentences``, cached): chunking, the strategies' units and evidence
+    lookups all ask again for the same lines. A sentence only partly inside ``span`` is clipped."""
+    pos = span.start
+    while pos < span.end:
+        line_start = text.rfind("\n", 0, pos) + 1
+        line_end = text.find("\n", pos)
+        line_end = len(text) if line_end < 0 else line_end
+        for s in line_sentences(text, line_start, line_end):
+            start, end = max(s.start, span.start), min(s.end, span.end)
+            if start < end and text[start:end].strip():
+                yield Span(start, end) if (start, end) == (s.start, s.end) else _stripped(text, start, end)
+        pos = line_end + 1
+
+
+def _stripped(text: str, start: int, end: int) -> Span:
+    piece = text[start:end]
+    lead = len(piece) - len(piece.lstrip())
+    return Span(start + lead, start + len(piece.rstrip()))
+
+
+@lru_cache(maxsize=4)  # the documents being worked on; a batch goes one document at a time
+def _segmented(text: str) -> dict[int, tuple[Span, ...]]:
+    return {}
+
+
+def line_sentences(text: str, start: int, end: int) -> tuple[Span, ...]:
+    """The sentences of the line ``text[start:end]``, in document offsets (segmented once)."""
+    done = _segmented(text)
+    if start not in done:
+        line = text[start:end]
+        done[start] = tuple(s for offset, piece in pieces(line) for s in _sentences(piece, start + offset))
+    return done[start]
+
+
+def _sentences(line: str, line_start: int) -> Iterator[Span]:
+    if not line.strip():
+        return
+    cursor = 0
+    for sent in _segmenter().segment(line):  # type: ignore[attr-defined]
+        piece = sent.strip()
+        if not piece:
             continue
-        cursor = 0
-        for sent in seg.segment(line):  # type: ignore[attr-defined]
-            piece = sent.strip()
-            if not piece:
-                continue
-            at = line.find(piece, cursor)
-            if at < 0:  # pysbd altered the text; fall back to the rest of the line
-                rest = line[cursor:].strip()
-                if rest:
-                    at = line.find(rest, cursor)
-                    yield Span(line_start + at, line_start + at + len(rest))
-                break
-            yield Span(line_start + at, line_start + at + len(piece))
-            cursor = at + len(piece)
+        at = line.find(piece, cursor)
+        if at < 0:  # pysbd altered the text; fall back to the rest of the line
+            rest = line[cursor:].strip()
+            if rest:
+                at = line.find(rest, cursor)
+                yield Span(line_start + at, line_start + at + len(rest))
+            break
+        yield Span(line_start + at, line_start + at + len(piece))
+        cursor = at + len(piece)
 
 
 def _split_long(text: str, span: Span, max_tokens: int, count: TokenCounter) -> Iterator[Span]:

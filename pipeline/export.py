@@ -2,6 +2,7 @@
 
 Rows are those of the friendly views (pipeline/store/views.py), but for the chosen run
 rather than each document's latest: grounded records only unless ``include_ungrounded``.
+Every file has the views' ``page`` and ``pages`` columns (NULL for a document without pages).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from pathlib import Path
 
 from pipeline.core.errors import InputError, StoreError
 from pipeline.store import Store
-from pipeline.store.db import quote
-from pipeline.store.views import record_select, run_sql, sql_string
 
 FORMATS = {"parquet": "(FORMAT parquet)", "csv": "(FORMAT csv, HEADER true)", "jsonl": "(FORMAT json)"}
 
@@ -53,10 +52,8 @@ def run_export(
         summary = ExportSummary(run_id, out, notes=notes)
         for rt in loaded.record_types:
             path = out / f"{rt.name}.{fmt}"
-            select = record_select(loaded, rt, run_sql(run_id), grounded_only=not include_ungrounded, tables=tables)
-            lists = [f.name for f in rt.fields if f.is_list and f.name != "evidence"]
-            if fmt == "csv" and lists:  # a CSV cell holds a list as JSON, as `pipeline sql -f csv` prints it
-                select = f"SELECT * REPLACE ({', '.join(f'to_json({quote(n)}) AS {quote(n)}' for n in lists)}) FROM ({select})"
-            row = store.con.execute(f"COPY ({select}) TO {sql_string(str(path))} {FORMATS[fmt]}").fetchone()
-            summary.files[rt.name] = (path, int(row[0]) if row else 0)
+            rows = store.copy_records(
+                loaded, rt, run_id, path, FORMATS[fmt], grounded_only=not include_ungrounded, lists_as_json=fmt == "csv"
+            )
+            summary.files[rt.name] = (path, rows)
     return summary

@@ -43,10 +43,16 @@ class Alignment:
         return self.method != "none"
 
 
+WHITESPACE = re.compile(r"\s+")
+ASCII_FOLD = {ord("`"): "'"}  # the one ASCII character FOLD_TABLE changes
+
+
 @lru_cache(maxsize=16)  # the same chunk and document texts are folded for every record
 def folded_with_map(text: str) -> tuple[str, list[int]]:
     """Text folded char by char (whitespace runs -> one space) and a map back to offsets.
     A combining mark is composed with the character before it, as NFKC does for a string."""
+    if text.isascii():  # the common case, without a Python call per character
+        return _folded_ascii(text)
     out: list[str] = []
     index: list[int] = []
     prev_space = False
@@ -67,6 +73,22 @@ def folded_with_map(text: str) -> tuple[str, list[int]]:
             out.append(fc)
             index.append(i)
     return "".join(out), index
+
+
+def _folded_ascii(text: str) -> tuple[str, list[int]]:
+    low = text.translate(ASCII_FOLD).lower()
+    parts: list[str] = []
+    index: list[int] = []
+    pos = 0
+    for m in WHITESPACE.finditer(low):
+        parts.append(low[pos : m.start()])
+        index.extend(range(pos, m.start()))
+        parts.append(" ")
+        index.append(m.start())
+        pos = m.end()
+    parts.append(low[pos:])
+    index.extend(range(pos, len(low)))
+    return "".join(parts), index
 
 
 def align(quote: str, text: str, offset: int = 0) -> Alignment:

@@ -215,7 +215,7 @@ def read_document(path: Path, cleaning: Cleaning | None = None) -> Document:
     if fmt == "pdf":
         from pipeline.pdf import read_pdf  # PDFium loads only when a PDF is read
 
-        return read_pdf(path)
+        return read_pdf(path, cleaning=cleaning)
     text, warnings = decode(path.read_bytes(), str(path))
     if fmt == "html":
         text = html_main_text(text, str(path))

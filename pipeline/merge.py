@@ -20,6 +20,7 @@ from typing import Any
 
 from abbreviations import schwartz_hearst
 
+from pipeline.chunk import pieces
 from pipeline.core.schema import RecordType, Schema
 
 #: {normalized abbreviation or expansion: normalized expansion}
@@ -28,9 +29,16 @@ Aliases = dict[str, str]
 
 @lru_cache(maxsize=64)
 def abbreviations(text: str, normalize: Callable[[Any], str]) -> Aliases:
-    """Abbreviations the text defines, both forms mapped to the normalized expansion."""
+    """Abbreviations the text defines, both forms mapped to the normalized expansion. The text
+    goes to the library a paragraph piece at a time (a definition lies within one sentence):
+    given a whole long document it rescans all of it for every candidate, quadratically."""
+    pairs: dict[str, str] = {}
     with contextlib.redirect_stderr(io.StringIO()):  # the library prints skipped candidates
-        pairs = schwartz_hearst.extract_abbreviation_definition_pairs(doc_text=text)
+        for line in text.split("\n"):
+            for _, piece in pieces(line):
+                if "(" in piece:
+                    found = schwartz_hearst.extract_abbreviation_definition_pairs(doc_text=piece)
+                    pairs.update({k: v for k, v in found.items() if k not in pairs})
     out: Aliases = {}
     for short, long in pairs.items():
         s, lf = normalize(short), normalize(long)

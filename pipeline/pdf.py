@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.domain import Cleaning
 from pipeline.core.errors import InputError
 from pipeline.core.types import Document, Span
 
@@ -362,7 +363,7 @@ class _Words:
 
     def keeps_hyphen(self, left: str, right: str) -> bool:
         if not right[:1].islower():
-            return True  # "anti-" + "IL6", "B-" + "cells"
+            return True  # a capital or digit goes on: "non-" + "English", "mid-" + "2020"
         joined = self.counts[(left + right).lower()]
         hyphenated = self.counts[f"{left}-{right}".lower()]
         return hyphenated > joined
@@ -535,27 +536,44 @@ def subtract(spans: Sequence[Span], drop: Sequence[Span], text: str) -> list[Spa
     return trimmed
 
 
-def pages_of(pages: Sequence[Span], start: int, end: int) -> list[int]:
-    """1-based numbers of the pages that ``[start, end)`` overlaps; for an empty range, the page
-    that holds ``start``. ``pages`` are sorted, disjoint page spans. ``[]`` when there are none
-    or the range lies only between pages."""
-    first = bisect.bisect_left([p.end for p in pages], start)
-    found = []
-    for i in range(first, len(pages)):
-        p = pages[i]
-        if p.start > start if start == end else p.start >= end:
-            break
-        if (p.start <= start <= p.end) if start == end else (p.start < end and start < p.end and p.start < p.end):
-            found.append(i + 1)
-            if start == end:
+class PageMap:
+    """Offsets into a document's text -> 1-based page numbers, for one document's page spans
+    (sorted and disjoint, as ``Document.pages``). The page ends are indexed once, so a map made
+    per document answers each range in O(log pages + pages it covers)."""
+
+    def __init__(self, pages: Sequence[Span]) -> None:
+        self.pages = list(pages)
+        self._ends = [p.end for p in self.pages]
+
+    def __call__(self, start: int, end: int) -> list[int]:
+        """The pages that ``[start, end)`` overlaps (an empty page overlaps nothing); for an
+        empty range, the page that holds ``start``. ``[]`` when there are no pages or the range
+        lies only between pages."""
+        found = []
+        for i in range(bisect.bisect_left(self._ends, start), len(self.pages)):
+            p = self.pages[i]
+            if p.start > start if start == end else p.start >= end:
                 break
-    return found
+            if (p.start <= start <= p.end) if start == end else (p.start < end and start < p.end and p.start < p.end):
+                found.append(i + 1)
+                if start == end:
+                    break
+        return found
+
+
+def pages_of(pages: Sequence[Span], start: int, end: int) -> list[int]:
+    """1-based numbers of the pages that ``[start, end)`` overlaps (see ``PageMap``, which is
+    faster for many ranges of one document)."""
+    return PageMap(pages)(start, end)
 
 
 # -- the reader ---------------------------------------------------------------------------------
 
 
-def read_pdf(path: Path, timeout: float = TIMEOUT_S, max_pages: int = MAX_PAGES) -> Document:
+def read_pdf(
+    path: Path, timeout: float = TIMEOUT_S, max_pages: int = MAX_PAGES, cleaning: Cleaning | None = None
+) -> Document:
+    """``path`` as a ``Document``; ``cleaning``: the schema package's own line rules, as for ``.txt``."""
     from pipeline.ingest import clean_text_spans
 
     data = path.read_bytes()
@@ -578,7 +596,7 @@ def read_pdf(path: Path, timeout: float = TIMEOUT_S, max_pages: int = MAX_PAGES)
         problem, fix = _PROBLEMS["no_text"]
         raise InputError(f"{path}: {problem}", fix)
     built = build_text(pages)
-    kept = subtract(clean_text_spans(built.text), built.running, built.text)
+    kept = subtract(clean_text_spans(built.text, cleaning), built.running, built.text)
     if not kept:
         raise InputError(f"{path}: no text left after cleaning", "check that the file holds an article's text")
     return Document(

@@ -6,7 +6,9 @@ where a gold file exists, missed gold records and spurious predictions. The side
 the records as ``pipeline eval`` scores them: the grounded mentions merged into one record per
 thing (``pipeline.merge``), every span of it highlighted, marked by the scorer's own pairing
 (``pipeline.score.match_records``, lenient) against gold read by the scorer's own loader
-(``pipeline.evaluate.load_gold``); ungrounded mentions are listed struck through. The HTML
+(``pipeline.evaluate.load_gold``); ungrounded mentions are listed struck through. For a
+document with pages (PDF) each record shows the pages its evidence lies on ("p. 2"; a merged
+record: the pages of all its mentions) and the text marks where each page starts. The HTML
 comes from ``pipeline/templates/report.html.j2`` with autoescaping on: document text and
 record values are always escaped, and the page loads nothing from the network.
 """
@@ -25,8 +27,10 @@ import jinja2
 from pipeline import __version__
 from pipeline.core.errors import InputError
 from pipeline.core.schema import RecordType, Schema
+from pipeline.core.types import Span
 from pipeline.evaluate import GoldSet, load_gold
 from pipeline.merge import abbreviations, merge_type
+from pipeline.pdf import PageMap
 from pipeline.score import GoldRecord, match_records
 from pipeline.store import Store
 
@@ -55,6 +59,7 @@ class Segment:
     recs: list[str] = field(default_factory=list)  # uids of the records whose span covers it
     id: str | None = None
     css: str = ""
+    page_marks: list[int] = field(default_factory=list)  # pages that start where this piece starts
 
 
 @dataclass
@@ -72,10 +77,15 @@ class RecordItem:
     alignment: str | None
     status: str | None = None  # matched | spurious | optional; None without gold
     anchor: str | None = None  # id of the first highlighted segment
+    pages: list[int] = field(default_factory=list)  # pages its spans lie on (documents with pages)
 
     @property
     def start(self) -> int | None:
         return self.spans[0][0] if self.spans else None
+
+    @property
+    def page_label(self) -> str:
+        return page_label(self.pages)
 
 
 @dataclass
@@ -87,6 +97,7 @@ class DocPage:
     records: list[RecordItem]
     missed: list[dict[str, Any]]
     has_gold: bool
+    n_pages: int = 0  # 0: the document has no pages
 
 
 @dataclass
@@ -102,14 +113,30 @@ class ReportSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def segment(text: str, spans: Sequence[tuple[int, int, str]]) -> list[Segment]:
-    """Cut ``text`` at every span boundary; each piece lists the spans (uids) covering it."""
-    bounds = sorted({0, len(text)} | {s for s, _, _ in spans} | {e for _, e, _ in spans})
+def segment(text: str, spans: Sequence[tuple[int, int, str]], cuts: Sequence[int] = ()) -> list[Segment]:
+    """Cut ``text`` at every span boundary (and at ``cuts``); each piece lists the spans (uids)
+    covering it."""
+    inside = {c for c in cuts if 0 < c < len(text)}
+    bounds = sorted({0, len(text)} | {s for s, _, _ in spans} | {e for _, e, _ in spans} | inside)
     out: list[Segment] = []
     for a, b in pairwise(bounds):
         covering = [uid for s, e, uid in spans if s <= a and b <= e]
         out.append(Segment(text[a:b], covering))
     return out
+
+
+def page_label(pages: Sequence[int]) -> str:
+    """``[2]`` -> "p. 2"; ``[1, 2, 3, 5]`` -> "pp. 1-3, 5" (with an en dash); ``[]`` -> ""."""
+    runs: list[list[int]] = []
+    for n in sorted(set(pages)):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    if not runs:
+        return ""
+    parts = [str(r[0]) if len(r) == 1 else f"{r[0]}\u2013{r[-1]}" for r in runs]
+    return ("p. " if len(runs) == 1 and len(runs[0]) == 1 else "pp. ") + ", ".join(parts)
 
 
 def _label(rt: RecordType, rec: dict[str, Any]) -> str:
@@ -145,10 +172,11 @@ def build_pages(
     docs: Sequence[tuple[str, str, str]],
     records: dict[str, dict[str, list[dict[str, Any]]]],
     gold: GoldSet | None,
+    doc_pages: dict[str, list[Span]] | None = None,
 ) -> tuple[list[DocPage], dict[str, dict[str, int]]]:
     """Documents (doc_id, path, text) and their records -> pages, plus counts per record type
     (predicted = merged grounded records + ungrounded mentions; matched/spurious/missed as
-    ``pipeline eval`` counts them)."""
+    ``pipeline eval`` counts them). ``doc_pages``: the page spans of documents that have pages."""
     type_index = {rt.name: i for i, rt in enumerate(schema.record_types)}
     counts = {
         rt.name: {"predicted": 0, "grounded": 0, "matched": 0, "spurious": 0, "missed": 0} for rt in schema.record_types
@@ -157,6 +185,8 @@ def build_pages(
     uid = 0
     for di, (doc_id, path, text) in enumerate(docs):
         golds = gold.docs.get(doc_id) if gold is not None else None
+        page_spans = (doc_pages or {}).get(doc_id, [])
+        page_map = PageMap(page_spans)
         aliases = abbreviations(text, schema.normalize) if text else None
         items: list[RecordItem] = []
         missed: list[dict[str, Any]] = []
@@ -182,7 +212,9 @@ def build_pages(
             for rec, status in zip(merged, statuses, strict=True):
                 uid += 1
                 spans = [(m["evidence_start"], m["evidence_end"]) for m in rec["mentions"]]
-                items.append(_item(f"r{uid}", rt, type_index[rt.name], rec, spans, True, status))
+                item = _item(f"r{uid}", rt, type_index[rt.name], rec, spans, True, status)
+                item.pages = sorted({n for a, b in spans for n in page_map(a, b)})
+                items.append(item)
                 c["predicted"] += 1
                 c["grounded"] += 1
                 if status in ("matched", "spurious"):
@@ -194,7 +226,14 @@ def build_pages(
                     c["predicted"] += 1
         items.sort(key=lambda r: (r.start is None, r.start or 0, r.type_index))
         by_uid = {r.uid: r for r in items}
-        segments = segment(text, [(a, b, r.uid) for r in items for a, b in r.spans])
+        page_starts: dict[int, list[int]] = {}
+        for n, p in enumerate(page_spans, 1):
+            page_starts.setdefault(p.start, []).append(n)
+        segments = segment(text, [(a, b, r.uid) for r in items for a, b in r.spans], list(page_starts))
+        at = 0
+        for seg in segments:  # the pages that start where a piece starts (an empty page too)
+            seg.page_marks = page_starts.get(at, [])
+            at += len(seg.text)
         for si, seg in enumerate(segments):
             if not seg.recs:
                 continue
@@ -208,7 +247,7 @@ def build_pages(
             for u in seg.recs:
                 if by_uid[u].anchor is None:
                     by_uid[u].anchor = seg.id
-        pages.append(DocPage(di, doc_id, path, segments, items, missed, golds is not None))
+        pages.append(DocPage(di, doc_id, path, segments, items, missed, golds is not None, len(page_spans)))
     return pages, counts
 
 
@@ -269,9 +308,10 @@ def build_report(
         loaded = store.run_schema(run_id, schema)
         records = store.run_records(run_id, loaded, include_ungrounded=True)
         docs = store.run_documents(run_id)
+        doc_pages = store.run_document_pages(run_id)
         run_row = store.run_info(run_id)
     gold_set = load_gold(loaded, gold_dir) if gold_dir is not None else None
-    pages, counts = build_pages(loaded, docs, records, gold_set)
+    pages, counts = build_pages(loaded, docs, records, gold_set, doc_pages)
     items = {r.uid: r for p in pages for r in p.records}
     mentions = sum(len(r.spans) for r in items.values())
     data = {
@@ -283,6 +323,7 @@ def build_report(
             "alignment": r.alignment,
             "status": r.status,
             "grounded": r.grounded,
+            "pages": r.page_label,
         }
         for uid, r in items.items()
     }

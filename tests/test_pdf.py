@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.core.errors import InputError
+from pipeline.core.schema import load_schema
 from pipeline.core.types import Document, Span
 from pipeline.ingest import clean_text_spans, read_document
 from pipeline.pdf import MAX_MEMORY, Line, PageLines, PdfProblem, build_text, pages_of, read_pdf, run_limited
@@ -107,17 +108,20 @@ def test_running_header_footer_and_page_numbers_not_kept(two_pages: Document) ->
 
 
 def test_same_line_rules_as_txt(tmp_path: Path) -> None:
-    """The .txt cleaner runs on the PDF's text: an ad line and a menu are dropped the same way."""
-    paras = [
-        "ADVERTISEMENT",
-        "• Home",
-        "• Journals",
-        "• About",
-        "Obinutuzumab improved renal responses in lupus nephritis.",
-    ]
-    doc = read_document(draw_lines(tmp_path / "ad.pdf", [paras], footer=None))
-    assert kept_text(doc) == paras[-1]
-    assert kept_text(doc) == "\n".join(doc.text[s.start : s.end] for s in clean_text_spans(doc.text))
+    """The .txt cleaner runs on the PDF's text, with the schema package's own line rules: an ad
+    line and a menu (generic rules) and PubMed's disclaimer and MeSH section (the biomedical
+    domain's) are dropped the same way."""
+    cleaning = load_schema("biomedical").domain.cleaning
+    body = "Obinutuzumab improved complete renal responses in patients with lupus nephritis at week 52."
+    paras = ["ADVERTISEMENT", "• Home", "• Journals", "• Archive", body, "PubMed Disclaimer", "MeSH terms", "Humans"]
+    path = draw_lines(tmp_path / "ad.pdf", [paras], footer=None)
+    doc = read_document(path, cleaning)
+    assert kept_text(doc) == body
+    assert kept_text(doc) == "\n".join(doc.text[s.start : s.end] for s in clean_text_spans(doc.text, cleaning))
+    txt = tmp_path / "ad.txt"
+    txt.write_text("\n".join(paras), encoding="utf-8")
+    assert kept_text(read_document(txt, cleaning)) == body
+    assert kept_text(read_document(path)).splitlines() == [body, *paras[-3:]]  # without the domain's rules
 
 
 def test_pages_of() -> None:

@@ -64,6 +64,8 @@ def test_views_hold_grounded_records_with_document_and_span(tmp_path: Path, db: 
             "evidence": des_ev,
             "evidence_start": DES.index(des_ev),
             "evidence_end": DES.index(des_ev) + len(des_ev),
+            "page": None,  # a .txt document has no pages
+            "pages": None,
             "alignment": "exact",
             "grounded": True,
             "doc_title": "Descartes-08 Receives Designation",  # the article record's title
@@ -80,6 +82,8 @@ def test_views_hold_grounded_records_with_document_and_span(tmp_path: Path, db: 
             "evidence": "KYV-101 is a CD19 CAR T cell therapy.",
             "evidence_start": 0,
             "evidence_end": 37,
+            "page": None,
+            "pages": None,
             "alignment": "exact",
             "grounded": True,
             "doc_title": KYV,  # no article record: the document's first kept line

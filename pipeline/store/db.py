@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import duckdb
 
@@ -125,7 +125,27 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             con.execute("ROLLBACK")
             raise
         applied.append(name)
+    if applied:
+        # DuckDB 1.5 cannot replay some DDL from its write-ahead log (adding a JSON column fails
+        # with an internal error): after a crash the file would not open again. A checkpoint
+        # writes schema changes into the file itself, so the log holds only data.
+        con.execute("CHECKPOINT")
     return applied
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Sequence[Any]], *, verb: str = "INSERT", tail: str = ""
+) -> None:
+    """Insert many rows in one statement: each column bound as one list and ``unnest``ed.
+
+    DuckDB's ``executemany`` binds and runs the statement once per row (1.9 s for 2,000 rows
+    on this machine); one columnar statement does the same in 0.07 s. ``verb`` may be
+    ``INSERT OR IGNORE``; ``tail`` may be ``ON CONFLICT DO NOTHING``."""
+    if not rows:
+        return
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    unnests = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
+    con.execute(f"{verb} INTO {table} SELECT {unnests} {tail}".rstrip(), columns)
 
 
 def table_names(con: duckdb.DuckDBPyConnection, kind: str = "BASE TABLE") -> set[str]:
@@ -185,10 +205,14 @@ class StoreBase:
 
     def ensure_record_tables(self, schema: Schema) -> None:
         """Create ``rec_<type>`` tables, adding columns a schema needs that are missing."""
+        tables = self.table_names()
+        changed = False
         for rt in schema.record_types:
             table = record_table(rt.name)
             cols = ", ".join(f"{name} {decl}" for name, decl in RECORD_COLUMNS)
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+            if table not in tables:
+                self.con.execute(f"CREATE TABLE {table} ({cols})")
+                changed = True
             have = {
                 r[0]: r[1]
                 for r in self.con.execute(
@@ -206,11 +230,14 @@ class StoreBase:
                     )
                 if f.name not in have:
                     self.con.execute(f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} {f.sql_type}")
+                    changed = True
                 elif have[f.name] != f.sql_type:
                     raise StoreError(
                         f"{table}.{f.name} is {have[f.name]} in the database but {f.sql_type} in schema {schema.name!r}",
                         "use another --db for this schema, or rename the field",
                     )
+        if changed:  # schema changes go into the file, not the write-ahead log (see ``migrate``)
+            self.con.execute("CHECKPOINT")
 
     # -- writes ------------------------------------------------------------------------
 

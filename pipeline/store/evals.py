@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from pipeline.store.db import StoreBase, now
+from pipeline.store.db import StoreBase, insert_rows, now
 
 if TYPE_CHECKING:
     from pipeline.evaluate import EvalReport
@@ -43,12 +43,14 @@ class EvalWrites(StoreBase):
                     report.model_dump_json(),
                 ],
             )
-            self.con.executemany(
-                "INSERT INTO eval_type_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_rows(
+                self.con,
+                "eval_type_scores",
                 [[eid, name, s.tp, s.fp, s.fn, s.precision, s.recall, s.f1] for name, s in report.per_type.items()],
             )
-            self.con.executemany(
-                "INSERT INTO eval_field_scores VALUES (?, ?, ?, ?, ?, ?)",
+            insert_rows(
+                self.con,
+                "eval_field_scores",
                 [
                     [eid, name, field, fs.correct, fs.total, fs.accuracy]
                     for name, per_field in report.per_field.items()
@@ -68,4 +70,4 @@ class EvalWrites(StoreBase):
                         for p in res.spurious
                     ]
             if items:
-                self.con.executemany("INSERT INTO eval_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", items)
+                insert_rows(self.con, "eval_items", items)

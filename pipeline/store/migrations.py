@@ -235,6 +235,13 @@ def m006_chunkings(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m007_pages(con: duckdb.DuckDBPyConnection) -> None:
+    """Page spans of a document with pages (PDF): ``[[start, end], ...]``, page ``i + 1`` at index
+    ``i``, offsets into ``text``; NULL for a document without pages. Documents stored before this
+    migration get theirs when ``pipeline extract`` reads them again."""
+    con.execute("ALTER TABLE documents ADD COLUMN IF NOT EXISTS pages JSON")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_core_tables", m001_core_tables),
     ("002_eval_tables", m002_eval_tables),
@@ -242,4 +249,5 @@ MIGRATIONS: list[Migration] = [
     ("004_entities", m004_entities),
     ("005_schema_spec", m005_schema_spec),
     ("006_chunkings", m006_chunkings),
+    ("007_pages", m007_pages),
 ]

@@ -3,12 +3,15 @@ documents and its records."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import StoreError
-from pipeline.core.schema import Schema, load_schema
-from pipeline.core.types import Chunk
-from pipeline.store.db import StoreBase, record_table
+from pipeline.core.schema import RecordType, Schema, load_schema
+from pipeline.core.types import Chunk, Span
+from pipeline.store.db import StoreBase, quote, record_table
+from pipeline.store.views import has_page_spans, record_select, run_sql, sql_string
 
 #: a run whose records the reading commands use by default
 FINISHED = ("completed", "completed_with_failures")
@@ -88,6 +91,17 @@ class Reads(StoreBase):
         ).fetchall()
         return [(str(r[0]), str(r[1] or ""), str(r[2] or "")) for r in rows]
 
+    def run_document_pages(self, run_id: str) -> dict[str, list[Span]]:
+        """{doc_id: page spans} of the run's documents that have pages (PDF); see ``Document.pages``."""
+        if not has_page_spans(self.con):  # a database from before migration 007, opened read-only
+            return {}
+        rows = self.con.execute(
+            "SELECT d.doc_id, d.pages FROM run_documents rd JOIN documents d "
+            "ON d.doc_id = rd.doc_id AND d.doc_sha256 = rd.doc_sha256 WHERE rd.run_id = ? AND d.pages IS NOT NULL",
+            [run_id],
+        ).fetchall()
+        return {str(doc_id): [Span(int(a), int(b)) for a, b in json.loads(pages)] for doc_id, pages in rows}
+
     def run_document_hashes(self, run_id: str) -> dict[str, str]:
         """{doc_id: sha256 of the text the run extracted}."""
         rows = self.con.execute("SELECT doc_id, doc_sha256 FROM run_documents WHERE run_id = ?", [run_id]).fetchall()
@@ -98,6 +112,38 @@ class Reads(StoreBase):
             "SELECT text FROM documents WHERE doc_id = ? AND doc_sha256 = ?", [doc_id, sha256]
         ).fetchone()
         return str(row[0]) if row else None
+
+    def copy_records(
+        self,
+        schema: Schema,
+        rt: RecordType,
+        run_id: str,
+        path: Path,
+        options: str,
+        *,
+        grounded_only: bool = True,
+        lists_as_json: bool = False,
+    ) -> int:
+        """Write one record type of a run, with the columns of its view, to ``path`` with
+        DuckDB's ``COPY ... TO`` (``options``: the format clause); return the rows written.
+        ``lists_as_json``: list columns as JSON text (for CSV, as ``pipeline sql -f csv``)."""
+        tables = self.table_names()
+        select = record_select(
+            schema,
+            rt,
+            run_sql(run_id),
+            grounded_only=grounded_only,
+            tables=tables,
+            page_spans=has_page_spans(self.con),
+        )
+        lists = [f.name for f in rt.fields if f.is_list and f.name != "evidence"]
+        lists += [] if "pages" in rt.value_fields else ["pages"]
+        if lists_as_json and lists:
+            select = (
+                f"SELECT * REPLACE ({', '.join(f'to_json({quote(n)}) AS {quote(n)}' for n in lists)}) FROM ({select})"
+            )
+        row = self.con.execute(f"COPY ({select}) TO {sql_string(str(path))} {options}").fetchone()
+        return int(row[0]) if row else 0
 
     def run_records(
         self, run_id: str, schema: Schema, *, include_ungrounded: bool = False

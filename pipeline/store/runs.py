@@ -16,7 +16,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.core.schema import RecordType, Schema
 from pipeline.core.types import Chunk, Document
-from pipeline.store.db import _NULL, RECORD_COLUMNS, StoreBase, now, quote, record_table
+from pipeline.store.db import _NULL, RECORD_COLUMNS, StoreBase, insert_rows, now, quote, record_table
 
 
 class RunWrites(StoreBase):
@@ -30,22 +30,29 @@ class RunWrites(StoreBase):
             by_doc: dict[tuple[str, str], list[str]] = {(d.doc_id, d.sha256): [] for d in docs}
             for c in chunks:
                 by_doc.setdefault((c.doc_id, c.doc_sha256), []).append(c.chunk_id)
-            self.con.executemany(
-                "INSERT INTO chunkings VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            insert_rows(
+                self.con,
+                "chunkings",
                 [[doc_id, sha, chunking, json.dumps(ids)] for (doc_id, sha), ids in by_doc.items()],
+                tail="ON CONFLICT DO NOTHING",
             )
 
     def _upsert_documents(self, docs: Sequence[Document], chunks: Sequence[Chunk]) -> None:
         with self.transaction():
             for d in docs:
                 spans = json.dumps([[s.start, s.end] for s in d.kept])
+                pages = json.dumps([[p.start, p.end] for p in d.pages]) if d.pages else None
+                # a version stored once stays as first seen, but one stored before page spans were
+                # kept (migration 007) gets them when its source is read again
                 self.con.execute(
-                    "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [d.doc_id, d.sha256, d.path, d.format, len(d.text), d.text, spans],
+                    "INSERT INTO documents (doc_id, doc_sha256, path, format, n_chars, text, kept_spans, pages) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (doc_id, doc_sha256) DO UPDATE SET pages = excluded.pages "
+                    "WHERE documents.pages IS NULL AND documents.format = excluded.format",
+                    [d.doc_id, d.sha256, d.path, d.format, len(d.text), d.text, spans, pages],
                 )
-            self.con.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            insert_rows(
+                self.con,
+                "chunks",
                 [
                     [
                         c.chunk_id,
@@ -60,6 +67,7 @@ class RunWrites(StoreBase):
                     ]
                     for c in chunks
                 ],
+                tail="ON CONFLICT DO NOTHING",
             )
 
     def start_run(self, run_id: str, meta: dict[str, Any], docs: Sequence[Document]) -> None:
@@ -84,9 +92,7 @@ class RunWrites(StoreBase):
                     len(docs),
                 ],
             )
-            self.con.executemany(
-                "INSERT INTO run_documents VALUES (?, ?, ?)", [[run_id, d.doc_id, d.sha256] for d in docs]
-            )
+            insert_rows(self.con, "run_documents", [[run_id, d.doc_id, d.sha256] for d in docs])
 
     def mark_stale_runs(self) -> None:
         """Runs still 'running' were interrupted: DuckDB's file lock means no other process
@@ -143,9 +149,10 @@ class RunWrites(StoreBase):
         in the response cache."""
         n_records = sum(len(v) for v in records.values())
         with self.transaction():
-            for call in calls:
-                self.con.execute(
-                    "INSERT INTO llm_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_rows(
+                self.con,
+                "llm_calls",
+                [
                     [
                         call["call_id"],
                         run_id,
@@ -163,8 +170,10 @@ class RunWrites(StoreBase):
                         call.get("error_class"),
                         call.get("error"),
                         call.get("response_text"),
-                    ],
-                )
+                    ]
+                    for call in calls
+                ],
+            )
             previous = self.con.execute(
                 "DELETE FROM extractions WHERE extraction_key = ? RETURNING n_records", [extraction_key]
             ).fetchall()
@@ -231,7 +240,6 @@ class RunWrites(StoreBase):
         fields = [f.name for f in rt.fields if f.name != "evidence"]
         base = [name for name, _ in RECORD_COLUMNS]
         cols = base + fields
-        placeholders = ", ".join("?" for _ in cols)
         values = []
         for i, row in enumerate(rows):
             values.append(
@@ -252,8 +260,7 @@ class RunWrites(StoreBase):
                     *[row.get(f) for f in fields],
                 ]
             )
-        columns = ", ".join(quote(c) for c in cols)
-        self.con.executemany(f"INSERT INTO {record_table(rt.name)} ({columns}) VALUES ({placeholders})", values)
+        insert_rows(self.con, f"{record_table(rt.name)} ({', '.join(quote(c) for c in cols)})", values)
 
     @staticmethod
     def record_columns(rt: RecordType) -> list[str]:
@@ -317,8 +324,9 @@ class RunWrites(StoreBase):
             self.con.execute("DELETE FROM entities WHERE run_id = ?", [run_id])
             if not entities:
                 return
-            self.con.executemany(
-                "INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_rows(
+                self.con,
+                "entities",
                 [
                     [
                         e["entity_id"],
@@ -333,13 +341,15 @@ class RunWrites(StoreBase):
                     for e in entities
                 ],
             )
-            self.con.executemany(
-                "INSERT OR IGNORE INTO entity_mentions VALUES (?, ?, ?, ?, ?)",
+            insert_rows(
+                self.con,
+                "entity_mentions",
                 [
                     [e["entity_id"], m["record_id"], m["evidence"], m["evidence_start"], m["evidence_end"]]
                     for e in entities
                     for m in e["mentions"]
                 ],
+                verb="INSERT OR IGNORE",
             )
 
     # -- friendly views (``pipeline sql``; see pipeline/store/views.py) -----------------

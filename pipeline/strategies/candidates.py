@@ -59,6 +59,8 @@ class FieldSpec:
     anchor: CandidateKind | None = None
     in_anchor: bool = False
     nullable: bool = False
+    #: the generic ``phrase`` kind given to a plain schema's text field (the record type declares no kinds)
+    implicit: bool = False
 
 
 def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
@@ -71,7 +73,8 @@ def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
         for name, info in fields.items()
         if isinstance(info.json_schema_extra, dict) and isinstance(info.json_schema_extra.get("candidates"), str)
     }
-    if not declared:
+    implicit = not declared
+    if implicit:
         declared = {name: {"candidates": "phrase"} for name, info in fields.items() if is_free_text(info)}
     specs = []
     for name, extra in declared.items():
@@ -88,6 +91,7 @@ def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
                 anchor=kind_of(schema, str(anchor)) if anchor else None,
                 in_anchor=bool(extra.get("in_anchor")),
                 nullable=not fields[name].is_required(),
+                implicit=implicit,
             )
         )
     if specs and not any(s.primary for s in specs):
@@ -100,6 +104,12 @@ def field_specs(rt: RecordType, schema: Schema) -> tuple[FieldSpec, ...]:
 def _unwrap(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) and len(args) == 1 else tp
+
+
+def _is_closed(info: Any) -> bool:
+    """A field whose values come from a small closed set (a ``Literal``, a ``bool``)."""
+    args = typing.get_args(info.annotation) or (info.annotation,)
+    return any(typing.get_origin(a) is Literal or a is bool for a in args)
 
 
 def positions(cands: list[str], text: str) -> list[Found]:
@@ -369,11 +379,17 @@ class CandidateStrategy(FewShotStrategy):
             name: list(dict.fromkeys(v for c, _, _ in found if (v := value_of(by_name[name].kind, c))))
             for name, found in cands.items()
         }
+        plain = any(s.implicit for s in specs)
         for name, info in rt.model.model_fields.items():
             if name == "evidence":
                 continue
             spec = by_name.get(name)
             options = tuple(options_of.get(name, []))
+            if plain and not (spec is not None and spec.is_key) and not _is_closed(info):
+                # a plain schema's other text and number fields are not asked: every phrase of
+                # the sentence as an option for each made a small model write for minutes, and
+                # a number it writes freely is a guess
+                continue
             if spec is None:
                 fields[name] = (info.annotation, info)
             elif spec.is_key:
@@ -395,7 +411,7 @@ class CandidateStrategy(FewShotStrategy):
             __config__=ConfigDict(extra="forbid"),
             items=(list[item], Field(default_factory=list, max_length=limit)),  # type: ignore[valid-type]
         )
-        return self.ask(calls, model, self.render(rt, unit, ctx, options_of))
+        return self.ask(calls, model, self.render(rt, unit, ctx, options_of, list(fields)))
 
     @staticmethod
     def rules(
