@@ -56,7 +56,7 @@ def tokenizer_for(llama: Any) -> Any:
         tokens.append(piece)
     tokens.extend(b"" for _ in range(llama.n_vocab() - len(tokens)))
     tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
-    return LLTokenizer.from_llamacpp(
+    return LLTokenizer.from_llamacpp(  # type: ignore[attr-defined]
         tokens=tokens, vocab_ptr=vocab, tokenize_fptr=tokenize, eos_token=list(dict.fromkeys(eos)), slices=None
     )
 
