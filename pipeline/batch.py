@@ -179,7 +179,7 @@ def run_extract(
     provider = provider or get_provider(config.model, **config.provider_options())
     if config.max_tokens is not None:
         provider.decoding = {**provider.decoding, "max_tokens": config.max_tokens}
-    strategy = get_strategy(default_strategy(config.strategy, provider, schema))
+    strategy = get_strategy(default_strategy(config.strategy, provider, schema, config.prompt))
     strategy = with_fill(strategy, schema, provider, enabled=config.fill, methods=config.fill_methods)
     ctx = Context(provider=provider, schema=schema, retry=retry, reground=config.reground)
     prompt_hash = ctx.prompt_hash = strategy.prepare(ctx, config.prompt)

@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import openai
-from instructor.core.exceptions import ResponseParsingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import RetryCallState, Retrying
 
@@ -35,6 +33,8 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 def is_transient(exc: BaseException | None) -> bool:
     """A transport failure that can succeed when the same request is sent again."""
+    import openai
+
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRY_STATUS
     return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError)
@@ -42,6 +42,8 @@ def is_transient(exc: BaseException | None) -> bool:
 
 def is_invalid_output(exc: BaseException | None) -> bool:
     """Output instructor re-asks for: not JSON, or JSON that fails the schema."""
+    from instructor.core.exceptions import ResponseParsingError
+
     return isinstance(exc, ValidationError | json.JSONDecodeError | ResponseParsingError)
 
 

@@ -160,3 +160,27 @@ def test_bad_input_leaves_database_as_it_was(tmp_path: Path, db: Path, fake: Fak
     with pytest.raises(Exception, match="file is empty"):
         extract([doc, empty], db, fake)
     assert Store(db).table_counts() == before
+
+
+def test_a_killed_process_leaves_a_database_that_opens(tmp_path: Path) -> None:
+    """DuckDB 1.5 cannot replay some DDL from its write-ahead log (adding a JSON column):
+    schema changes are checkpointed, so a process killed after them leaves a readable file."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    db = tmp_path / "killed.duckdb"
+    code = (
+        "import os\n"
+        "from pipeline.core.schema import load_schema\n"
+        "from pipeline.store import Store\n"
+        f"store = Store({str(db)!r})\n"
+        "store.ensure_record_tables(load_schema('biomedical'))\n"
+        "store.con.execute(\"INSERT INTO runs (run_id, started_at, status) VALUES ('r', now(), 'running')\")\n"
+        "os._exit(9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 9 and (tmp_path / "killed.duckdb.wal").exists()
+    with Store(db, read_only=True) as store:
+        assert store.con.execute("SELECT run_id, status FROM runs").fetchall() == [("r", "running")]

@@ -52,6 +52,15 @@ class CandidateKind:
     is_class: Callable[[str], bool] | None = None
     #: at most this many records per unit (sentence) built on a value of this kind (``select``)
     per_unit: int | None = None
+    #: names a document introduces once and then uses alone (a brand name given in apposition
+    #: to a generic name): given the document's text, the finder to use on that document's units
+    in_document: Callable[[str], Finder] | None = None
+    #: the field's value for a candidate span, where the two differ: a date written
+    #: "Jan. 30, 2025" is "2025-01-30", "Grade III" is "3" (None: the span is no value)
+    value: Callable[[str], str | None] | None = None
+    #: values the document says name one thing (a brand and its generic name): given the
+    #: document's text, {casefolded alias: the name it stands for}
+    aliases: Callable[[str], Mapping[str, str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import instructor
-from openai.types.chat import ChatCompletion
+if TYPE_CHECKING:  # openai and instructor load (~1 s) only when a request is made
+    import instructor
+    from openai.types.chat import ChatCompletion
 
 
 def as_json_object_format(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +46,8 @@ class Ranked:
 class Provider(ABC):
     #: ``local:<model>`` / ``openai:<model>``: what is logged with every call
     model_id: str = "unknown"
-    #: how instructor asks for structured output
-    mode: instructor.Mode = instructor.Mode.JSON_SCHEMA
+    #: how instructor asks for structured output (``instructor.Mode``)
+    mode: str = "json_schema_mode"
     #: extraction strategy used when the user names none: capable models get ``direct``;
     #: None leaves the choice to the schema package (the embedded model)
     default_strategy: str | None = "direct"
@@ -94,8 +95,11 @@ class Provider(ABC):
         return text
 
     def instructor_client(self, create: Callable[..., ChatCompletion] | None = None) -> instructor.Instructor:
-        patched = instructor.patch(create=create or self.create, mode=self.mode)
-        return instructor.Instructor(client=None, create=patched, mode=self.mode)
+        import instructor
+
+        mode = instructor.Mode(self.mode)
+        patched = instructor.patch(create=create or self.create, mode=mode)
+        return instructor.Instructor(client=None, create=patched, mode=mode)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (model memory, HTTP connections)."""

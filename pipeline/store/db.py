@@ -129,6 +129,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             con.execute("ROLLBACK")
             raise
         applied.append(name)
+    if applied:
+        # DuckDB 1.5 cannot replay some DDL from its write-ahead log (adding a JSON column fails
+        # with an internal error): after a crash the file would not open again. A checkpoint
+        # writes schema changes into the file itself, so the log holds only data.
+        con.execute("CHECKPOINT")
     return applied
 
 
@@ -204,10 +209,14 @@ class StoreBase:
 
     def ensure_record_tables(self, schema: Schema) -> None:
         """Create ``rec_<type>`` tables, adding columns a schema needs that are missing."""
+        tables = self.table_names()
+        changed = False
         for rt in schema.record_types:
             table = record_table(rt.name)
             cols = ", ".join(f"{name} {decl}" for name, decl in RECORD_COLUMNS)
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+            if table not in tables:
+                self.con.execute(f"CREATE TABLE {table} ({cols})")
+                changed = True
             have = {
                 r[0]: r[1]
                 for r in self.con.execute(
@@ -228,11 +237,14 @@ class StoreBase:
                     )
                 if f.name not in have:
                     self.con.execute(f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} {f.sql_type}")
+                    changed = True
                 elif have[f.name] != f.sql_type:
                     raise StoreError(
                         f"{table}.{f.name} is {have[f.name]} in the database but {f.sql_type} in schema {schema.name!r}",
                         "use another --db for this schema, or rename the field",
                     )
+        if changed:  # schema changes go into the file, not the write-ahead log (see ``migrate``)
+            self.con.execute("CHECKPOINT")
 
     # -- writes ------------------------------------------------------------------------
 

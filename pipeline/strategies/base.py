@@ -12,17 +12,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
+
+if TYPE_CHECKING:  # openai and instructor load only when a chunk is sent to a model
+    from openai.types.chat import ChatCompletion
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
@@ -119,6 +121,8 @@ class AttemptLog:
 
 def root_cause(exc: BaseException) -> BaseException:
     """The error under instructor's ``InstructorRetryException`` wrapper."""
+    from instructor.core.exceptions import InstructorRetryException
+
     while isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
         exc = exc.__cause__
     return exc
@@ -136,6 +140,8 @@ class CallFailed(Exception):
 
     @property
     def truncated(self) -> bool:
+        from instructor.core.exceptions import IncompleteOutputException
+
         return isinstance(self.cause, IncompleteOutputException)
 
 
@@ -170,7 +176,11 @@ class Calls:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.ctx.provider.instructor_client(create=self._create)
+            # the first client imports openai and instructor (~1 s): Ctrl-C may abort that
+            abortable = getattr(self.ctx.stop, "abortable", None)
+            main = threading.current_thread() is threading.main_thread()
+            with abortable() if abortable is not None and main else contextlib.nullcontext():
+                self._client = self.ctx.provider.instructor_client(create=self._create)
             self.log.attach(self._client)
         return self._client
 
