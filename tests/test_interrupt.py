@@ -139,7 +139,8 @@ def test_cli_ctrl_c_at_any_stage_is_one_line_and_exit_130(tmp_path: Path, delay:
     assert code == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
-    assert "Traceback" not in err and took < 1.5
+    # 0.1-0.65 s on an idle machine; llguidance's token table (Rust, ~1 s, not interruptible) may be building
+    assert "Traceback" not in err and took < 2.0
     if db.exists():  # interrupted after the database was opened: marked, never left 'running'
         assert {s for (s,) in rows(db, "SELECT status FROM runs")} <= {"interrupted"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 import typer
 
@@ -54,10 +55,26 @@ def main() -> None:
 
 
 def _exit(code: int) -> None:
-    """Exit now: files and the database are already closed. A worker thread still waiting on
-    a remote request after Ctrl-C must not hold the process, and tearing down the loaded
-    model and libraries took 0.5 s of an interrupted run's exit."""
-    logging.shutdown()
+    """Exit now: a worker thread still waiting on a remote request after Ctrl-C (files and the
+    database already closed) must not hold the process."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        os._exit(code)
+    sys.exit(code)
+
+
+def run() -> None:
+    """The console script (and ``python -m pipeline``): ``main``, but a failed or interrupted
+    command skips the interpreter's teardown -- files and the database are closed by then,
+    and unloading the model and libraries took 0.5 s of the exit after Ctrl-C."""
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code:
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise
