@@ -52,6 +52,7 @@ from pipeline.retry import RetryPolicy
 from pipeline.store import Store
 from pipeline.strategies import ChunkOutcome, Context, Strategy, default_strategy, get_strategy
 from pipeline.strategies.base import Records
+from pipeline.strategies.fill import with_fill
 
 
 @dataclass
@@ -65,6 +66,10 @@ class ExtractConfig:
     max_retries: int = 2
     reground: bool = True
     refresh: bool = False
+    # complete records after the strategy: rules and model ranking (strategies/fill.py); per-field
+    # method overrides ("<type>.<field>": rule | rank | majority | off), for measuring
+    fill: bool = True
+    fill_methods: dict[str, str] | None = None
     max_tokens: int | None = None
     # local model: how a JSON schema constrains decoding (llguidance | gbnf)
     constraint: str = "llguidance"
@@ -187,7 +192,8 @@ def prepare_job(config: ExtractConfig, schema: Schema, provider: Provider | None
     provider = provider or get_provider(config.model, **config.provider_options())
     if config.max_tokens is not None:
         provider.decoding = {**provider.decoding, "max_tokens": config.max_tokens}
-    strategy = get_strategy(default_strategy(config.strategy, provider, schema))
+    strategy = get_strategy(default_strategy(config.strategy, provider, schema, config.prompt))
+    strategy = with_fill(strategy, schema, provider, enabled=config.fill, methods=config.fill_methods)
     ctx = Context(provider=provider, schema=schema, retry=retry, reground=config.reground)
     prompt_hash = ctx.prompt_hash = strategy.prepare(ctx, config.prompt)
     if not strategy.uses_model and config.prompt:

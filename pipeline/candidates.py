@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Iterable, Mapping
+from functools import cache, lru_cache
+from typing import Any
 
 from pipeline.core.domain import CandidateKind
 from pipeline.core.errors import SchemaError
 from pipeline.core.schema import Schema
-
-MONTHS = {
-    m: i
-    for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)
-}
 
 
 def unique(items: Iterable[str]) -> list[str]:
@@ -38,8 +34,15 @@ def unique(items: Iterable[str]) -> list[str]:
     return out
 
 
+#: an image caption or credit line ("(Photo: ...)", "Image credit: ...", "© Getty Images"): no title
+CAPTION = re.compile(
+    r"(?i)\b(?:photo(?:graph)?|image|picture|credit|courtesy|illustration|source)\s*(?:credit\s*)?[:(]|"
+    r"\((?:photo|image|credit)\b|©|\bgetty images\b|\bshutterstock\b|\b(?:pictured|shown) (?:here|above|below)\b"
+)
+
+
 def titles(text: str) -> list[str]:
-    """Title-shaped lines: 5+ words, no final period, not a bullet or a byline."""
+    """Title-shaped lines: 5+ words, no final period, not a bullet, a byline or an image caption."""
     return unique(
         line.strip()
         for line in text.splitlines()
@@ -47,28 +50,55 @@ def titles(text: str) -> list[str]:
         and not re.match(r"\s*[•·▪‣*-]\s", line)
         and not line.rstrip().endswith(".")
         and "|" not in line
+        and not CAPTION.search(line)
         and len(line) <= 500
     )
 
 
+_MON = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|"
+    r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DAY = r"(?:[12]\d|3[01]|0?[1-9])"
+_YEAR = r"(?:1[89]\d\d|20\d\d)"
+#: the shapes dates are written in; the date library reads each and says its precision.
+#: Numeric day/month orders ("01/02/2025") are ambiguous and left out, as are bare years.
+DATE_SHAPES = re.compile(
+    rf"\b(?:{_YEAR}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"  # 2025-01-30
+    rf"|{_MON} {_DAY}(?:st|nd|rd|th)?,? {_YEAR}"  # Jan. 30, 2025
+    rf"|{_DAY}(?:st|nd|rd|th)? (?:of )?{_MON},? {_YEAR}"  # 10 November 2017
+    rf"|{_YEAR} {_MON} {_DAY}(?![\d:])"  # 2025 Aug 8 (PubMed)
+    rf"|{_YEAR} {_MON}"  # 1991 Apr
+    rf"|{_MON},? {_YEAR})\b"  # March 2025
+)
+
+
+def date_spans(text: str) -> list[str]:
+    """Dates written with a month name or in ISO form, as written ("10 November 2017")."""
+    return unique(m.group(0) for m in DATE_SHAPES.finditer(text) if iso_date(m.group(0)))
+
+
+@cache
+def _date_reader() -> Any:
+    from dateparser.date import DateDataParser  # BSD-3-Clause; imported on first use (0.3 s)
+
+    return DateDataParser(languages=["en"], settings={"RETURN_AS_TIMEZONE_AWARE": False})
+
+
+@cache
+def iso_date(written: str) -> str | None:
+    """A written date as ISO at the precision written: "10 November 2017" -> "2017-11-10",
+    "1991 Apr" -> "1991-04"; None where it is no date."""
+    data = _date_reader().get_date_data(written)
+    if data.date_obj is None:
+        return None
+    fmt = {"year": "%Y", "month": "%Y-%m"}.get(data.period or "day", "%Y-%m-%d")
+    return str(data.date_obj.strftime(fmt))
+
+
 def iso_dates(text: str) -> list[str]:
     """Dates in the text, as ISO strings at the precision written."""
-    out = []
-    mon = r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
-    for m in re.finditer(rf"\b{mon} (\d{{1,2}}), (\d{{4}})\b", text):
-        out.append(_iso(int(m.group(3)), MONTHS[m.group(1).lower()], int(m.group(2))))
-    for m in re.finditer(rf"\b(\d{{4}}) {mon} (\d{{1,2}})\b", text):
-        out.append(_iso(int(m.group(1)), MONTHS[m.group(2).lower()], int(m.group(3))))
-    for m in re.finditer(rf"\b{mon} (\d{{4}})\b", text):
-        out.append(f"{int(m.group(2)):04d}-{MONTHS[m.group(1).lower()]:02d}")
-    return unique(d for d in out if d)
-
-
-def _iso(y: int, m: int, d: int) -> str:
-    try:
-        return date(y, m, d).isoformat()
-    except ValueError:
-        return ""
+    return unique(d for d in (iso_date(s) for s in date_spans(text)) if d)
 
 
 def dois(text: str) -> list[str]:
@@ -230,7 +260,7 @@ def phrases(text: str) -> list[str]:
 
 
 GENERIC_KINDS: dict[str, CandidateKind] = {
-    "date": CandidateKind(find=iso_dates),
+    "date": CandidateKind(find=date_spans, value=iso_date),
     "doi": CandidateKind(find=dois),
     "title": CandidateKind(find=titles),
     # phrases are many and mostly not values: a small model asked to list records over them
@@ -248,6 +278,34 @@ def kind_of(schema: Schema, kind: str) -> CandidateKind:
     return found
 
 
-def find(kind: CandidateKind, text: str) -> list[str]:
-    """Candidates of ``kind`` in ``text`` (NFC first: web dumps carry decomposed accents)."""
-    return kind.find(unicodedata.normalize("NFC", text).replace("\xa0", " "))
+def nfc(text: str) -> str:
+    """NFC and plain spaces: web dumps carry decomposed accents and no-break spaces."""
+    return unicodedata.normalize("NFC", text).replace("\xa0", " ")
+
+
+def find(kind: CandidateKind, text: str, document: str | None = None) -> list[str]:
+    """Candidates of ``kind`` in ``text``, a piece of ``document`` when given (a kind may learn
+    names from the whole document: ``CandidateKind.in_document``)."""
+    return list(_find(kind, text, document if kind.in_document is not None else None))
+
+
+@lru_cache(maxsize=4096)  # a chunk-wide field asks for the same chunk's candidates once per sentence
+def _find(kind: CandidateKind, text: str, document: str | None) -> tuple[str, ...]:
+    if document is not None and kind.in_document is not None:
+        return tuple(kind.in_document(nfc(document))(nfc(text)))
+    return tuple(kind.find(nfc(text)))
+
+
+def value_of(kind: CandidateKind, span: str) -> str | None:
+    """The field value a candidate span stands for (``CandidateKind.value``; else the span)."""
+    return kind.value(span) if kind.value is not None else span
+
+
+def values(kind: CandidateKind, text: str, document: str | None = None) -> list[str]:
+    """The field values of the candidates of ``kind`` in ``text``, first occurrence of each."""
+    return unique(v for v in (value_of(kind, c) for c in find(kind, text, document)) if v)
+
+
+def aliases(kind: CandidateKind, document: str) -> Mapping[str, str]:
+    """{casefolded alias: name} of the values of ``kind`` that ``document`` says name one thing."""
+    return kind.aliases(nfc(document)) if kind.aliases is not None else {}

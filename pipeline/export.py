@@ -12,8 +12,6 @@ from pathlib import Path
 
 from pipeline.core.errors import InputError, StoreError
 from pipeline.store import Store
-from pipeline.store.db import quote
-from pipeline.store.views import has_page_spans, record_select, run_sql, sql_string
 
 FORMATS = {"parquet": "(FORMAT parquet)", "csv": "(FORMAT csv, HEADER true)", "jsonl": "(FORMAT json)"}
 
@@ -52,16 +50,10 @@ def run_export(
             )
         out.mkdir(parents=True, exist_ok=True)
         summary = ExportSummary(run_id, out, notes=notes)
-        page_spans = has_page_spans(store.con)
         for rt in loaded.record_types:
             path = out / f"{rt.name}.{fmt}"
-            select = record_select(
-                loaded, rt, run_sql(run_id), grounded_only=not include_ungrounded, tables=tables, page_spans=page_spans
+            rows = store.copy_records(
+                loaded, rt, run_id, path, FORMATS[fmt], grounded_only=not include_ungrounded, lists_as_json=fmt == "csv"
             )
-            lists = [f.name for f in rt.fields if f.is_list and f.name != "evidence"]
-            lists += [] if "pages" in rt.value_fields else ["pages"]
-            if fmt == "csv" and lists:  # a CSV cell holds a list as JSON, as `pipeline sql -f csv` prints it
-                select = f"SELECT * REPLACE ({', '.join(f'to_json({quote(n)}) AS {quote(n)}' for n in lists)}) FROM ({select})"
-            row = store.con.execute(f"COPY ({select}) TO {sql_string(str(path))} {FORMATS[fmt]}").fetchone()
-            summary.files[rt.name] = (path, int(row[0]) if row else 0)
+            summary.files[rt.name] = (path, rows)
     return summary

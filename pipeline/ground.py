@@ -170,8 +170,8 @@ def ground_records(
             if not a.grounded:  # evidence quoted from elsewhere in the document still counts
                 a = align(evidence, doc.text)
             reason = None if a.grounded else f"its evidence {evidence[:120]!r} is not a verbatim quote of the text"
-            if reason is None:
-                reason = unsupported(rt, row, evidence, chunk.text)
+            if reason is None:  # a key value may come from elsewhere in the document (its title, say)
+                reason = unsupported(rt, row, evidence, chunk.text, doc.text)
             row.update(
                 evidence_start=a.start, evidence_end=a.end, alignment=a.method, grounded=a.grounded and reason is None
             )

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
+from types import CodeType, FrameType
+from typing import Any, TypeVar
 
 from pipeline.core.errors import PipelineError
 
@@ -68,10 +69,34 @@ class StopFlag:
             yield
         finally:
             self._abortable -= 1
+        if self.requested:  # pressed while a C callback ran, where the handler may not raise
+            raise Aborted
 
     def check(self, run_id: str | None = None) -> None:
         if self.requested:
             raise interrupted(run_id)
+
+
+_C_CALLBACKS: set[CodeType] = set()
+#: libraries whose Python code runs inside ctypes callbacks (llama-cpp-python's samplers and
+#: logits processors); Ctrl-C there sets the flag, and the stretch ends at the next check
+_C_CALLBACK_MODULES = ("llama_cpp",)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def c_callback(fn: F) -> F:
+    """Mark ``fn`` as called from C (a ctypes callback): Ctrl-C while it runs only sets the
+    flag, since an exception raised there is printed by ctypes and then dropped."""
+    _C_CALLBACKS.add(fn.__code__)
+    return fn
+
+
+def _in_c_callback(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code in _C_CALLBACKS or str(frame.f_globals.get("__name__", "")).startswith(_C_CALLBACK_MODULES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def interrupted(run_id: str | None) -> Interrupted:
@@ -92,7 +117,7 @@ def interruptible() -> Iterator[StopFlag]:
         if flag.requested:  # a second Ctrl-C: the user insists
             raise KeyboardInterrupt
         flag.requested = True
-        if flag._abortable:
+        if flag._abortable and not _in_c_callback(frame):
             raise Aborted
 
     previous = signal.signal(signal.SIGINT, handler)

@@ -7,7 +7,8 @@ Where the document defines an abbreviation ("neuromyelitis optica spectrum disor
 abbreviation and its expansion -- also with a qualifier in front ("U.S. Food and Drug
 Administration") -- count as the same key. A merged record takes the first non-empty value
 of each field (in document order) and the union of list fields, and keeps every mention's
-evidence in ``mentions``.
+evidence in ``mentions``; its ``confidence`` map holds, per field, the margin of the mention
+whose value it took.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def merge_type(rt: RecordType, records: list[dict[str, Any]], aliases: Aliases |
         merged = next((m for m in groups.get(key, []) if compatible(m, rec)), None)
         if merged is None:
             merged = {**rec, "mentions": []}
+            if rec.get("confidence"):
+                merged["confidence"] = dict(rec["confidence"])
             groups.setdefault(key, []).append(merged)
             out.append(merged)
         for f in rt.fields:
@@ -95,6 +98,8 @@ def merge_type(rt: RecordType, records: list[dict[str, Any]], aliases: Aliases |
                 merged[f.name] = list(merged.get(f.name) or []) + extra
             elif merged.get(f.name) in (None, "") and rec.get(f.name) not in (None, ""):
                 merged[f.name] = rec[f.name]
+                if f.name in (rec.get("confidence") or {}):
+                    merged["confidence"] = {**(merged.get("confidence") or {}), f.name: rec["confidence"][f.name]}
         merged["mentions"].append(
             {k: rec.get(k) for k in ("evidence", "evidence_start", "evidence_end", "chunk_id", "record_id")}
         )

@@ -248,6 +248,18 @@ class DocTypeResult(BaseModel):
     absorbed: list[GoldItem]
 
 
+#: confidence bands (the embedded model's margin between its best and second option, in nats):
+#: (label, lower bound); a value without a margin (a rule's, the strategy's) is "no margin"
+BANDS = (("<1", 0.0), ("1-2", 1.0), ("2-4", 2.0), (">=4", 4.0))
+NO_MARGIN = "no margin"
+
+
+def band(margin: Any) -> str:
+    if not isinstance(margin, int | float) or isinstance(margin, bool):
+        return NO_MARGIN
+    return next(label for label, low in reversed(BANDS) if margin >= low or low == 0.0)
+
+
 class Scorecard(BaseModel):
     mode: Mode
     lenient_threshold: float
@@ -255,6 +267,8 @@ class Scorecard(BaseModel):
     macro_f1: float | None
     per_type: dict[str, Scores]
     per_field: dict[str, dict[str, FieldScore]]
+    #: per type, per field the model ranked in any scored record: accuracy by confidence band
+    per_field_confidence: dict[str, dict[str, dict[str, FieldScore]]] = {}
     documents: dict[str, dict[str, DocTypeResult]]
 
 
@@ -309,6 +323,8 @@ def score(
     fields: dict[str, dict[str, list[float]]] = {
         rt.name: {f: [0.0, 0] for f in rt.value_fields} for rt in schema.record_types
     }
+    banded: dict[str, dict[str, dict[str, list[float]]]] = {}  # type -> field -> band -> [correct, total]
+    ranked: set[tuple[str, str]] = set()  # (type, field) with a margin somewhere
     documents: dict[str, dict[str, DocTypeResult]] = {}
     for doc_id in sorted(gold):
         documents[doc_id] = {}
@@ -331,6 +347,11 @@ def score(
                     if credit is not None:
                         fields[rt.name][f.name][0] += credit
                         fields[rt.name][f.name][1] += 1
+                        label = band((preds[pair.pred].get("confidence") or {}).get(f.name))
+                        ranked |= {(rt.name, f.name)} if label != NO_MARGIN else set()
+                        cell = banded.setdefault(rt.name, {}).setdefault(f.name, {}).setdefault(label, [0.0, 0])
+                        cell[0] += credit
+                        cell[1] += 1
             documents[doc_id][rt.name] = DocTypeResult(
                 found=[_gold_item(rt, p.gold, p, preds) for p in m.found],
                 missed=[_gold_item(rt, g) for g in m.missed],
@@ -367,6 +388,20 @@ def score(
                 for f, (c, n) in fs.items()
             }
             for name, fs in fields.items()
+        },
+        per_field_confidence={
+            name: {
+                f: {
+                    label: FieldScore(accuracy=round(c / n, 6), correct=round(c, 6), total=int(n))
+                    for label in [*(b for b, _ in BANDS), NO_MARGIN]
+                    if (c_n := bands.get(label)) is not None
+                    for c, n in [c_n]
+                }
+                for f, bands in per.items()
+                if (name, f) in ranked
+            }
+            for name, per in banded.items()
+            if any((name, f) in ranked for f in per)
         },
         documents=documents,
     )

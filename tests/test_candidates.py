@@ -8,13 +8,17 @@ from pathlib import Path
 import duckdb
 
 from pipeline.batch import ExtractConfig, run_extract
-from pipeline.candidates import GENERIC_KINDS, find
+from pipeline.candidates import GENERIC_KINDS, aliases, find, values
 from schemas.biomedical.candidates import KINDS, is_generic_therapy
 from tests.conftest import FakeProvider
 
 
 def candidates(kind: str, text: str) -> list[str]:
     return find({**GENERIC_KINDS, **KINDS}[kind], text)
+
+
+def values_of(kind: str, text: str) -> list[str]:
+    return values({**GENERIC_KINDS, **KINDS}[kind], text)
 
 
 TEXT = (
@@ -33,8 +37,8 @@ def test_generators_find_spans_of_the_text() -> None:
     assert candidates("person", TEXT) == ["Dhaval Patel"]
     assert candidates("agency", TEXT) == ["FDA"]
     assert "Fast Track designation" in candidates("action", TEXT)
-    assert candidates("phase", TEXT) == ["2"]
-    assert candidates("date", "Published Jan 4, 2023; updated 2024 Mar 10.") == ["2023-01-04", "2024-03-10"]
+    assert candidates("phase", TEXT) == ["Phase 2"] and values_of("phase", TEXT) == ["2"]
+    assert values_of("date", "Published Jan 4, 2023; updated 2024 Mar 10.") == ["2023-01-04", "2024-03-10"]
     assert is_generic_therapy("CAR T cells") and not is_generic_therapy("ARI-0001")
 
 
@@ -88,7 +92,8 @@ def test_condition_with_a_parenthesized_abbreviation_inside() -> None:
 
 def test_two_word_cell_therapy_names_and_codes() -> None:
     text = "Obecabtagene autoleucel (obe-cel) was given; AQP-4 antibodies fell; KYV-101 was dosed."
-    assert candidates("therapy", text) == ["Obecabtagene autoleucel", "KYV-101"]
+    assert candidates("therapy", text) == ["Obecabtagene autoleucel", "obe-cel", "KYV-101"]
+    assert aliases(KINDS["therapy"], text) == {"obe-cel": "Obecabtagene autoleucel"}  # one therapy, two names
 
 
 def test_verb_with_its_object_is_an_action_and_bullets_are_not_titles() -> None:
@@ -163,3 +168,73 @@ def test_select_asks_for_no_more_items_than_distinct_key_candidates() -> None:
         cands = {s.name: [] for s in specs} | {"name": [(n, i * 20, i * 20 + len(n)) for i, n in enumerate(names)]}
         strategy.select(Calls(), rt, specs, cands, "", SimpleNamespace())  # type: ignore[arg-type]
         assert seen["schema"]["properties"]["items"]["maxItems"] == limit
+
+
+RELATIONS = (
+    "Velmora Gains EMA Panel Support for Chronic Kidney Disease\n\n"
+    "Novacor Biologics’ Velmora (zentafimab) has received a positive opinion from the Committee for Medicinal "
+    "Products for Human Use (CHMP) of the European Medicines Agency (EMA). "
+    "The recommendation follows data from the Phase III ORION-4 trial, which showed that zentafimab "
+    "significantly slowed kidney function decline in adults with chronic kidney disease. "
+    "In addition, the global ORION-4 study met its goals, and the ORION-5 study evaluated a monthly dosing schedule. "
+    "The drug reduced the risk of dialysis by 31% compared to placebo.\n"
+)
+
+
+def rules_records(tmp_path: Path, text: str, table: str, columns: str) -> list[tuple[object, ...]]:
+    path = tmp_path / "docs" / "d.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    db = tmp_path / f"r{abs(hash(text)) % 10_000}.duckdb"
+    if not db.exists():
+        run_extract([path], db=db, config=ExtractConfig(strategy="rules"), provider=FakeProvider(), progress=False)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(f"SELECT DISTINCT {columns} FROM {table} WHERE grounded ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+
+
+def test_trials_are_mentions_with_or_without_a_phase(tmp_path: Path) -> None:
+    """A trial mention is a record; its phase (Roman numerals as digits) and name are read inside
+    it; an unphased mention of a named trial the document gives a phase for is that trial."""
+    trials = rules_records(tmp_path, RELATIONS, "trials", "therapy, phase, name")
+    assert trials == [("Velmora", "3", "ORION-4"), ("Velmora", None, "ORION-5")]
+
+
+def test_second_names_and_the_title_give_the_therapy(tmp_path: Path) -> None:
+    """A brand given with its generic name is one therapy; a result whose sentence names no
+    therapy ("The drug reduced ...") takes the one the title names."""
+    assert rules_records(tmp_path, RELATIONS, "therapies", "name") == [("Velmora",)]
+    outcomes = rules_records(tmp_path, RELATIONS, "outcomes", "therapy, finding")
+    assert ("Velmora", "significantly slowed kidney function decline") in outcomes
+    assert ("Velmora", "reduced the risk of dialysis by 31% compared to placebo") in outcomes
+
+
+def test_any_regulator_and_its_actions(tmp_path: Path) -> None:
+    events = rules_records(tmp_path, RELATIONS, "regulatory_events", "agency, action, therapy")
+    assert [(a in {"CHMP", "Committee for Medicinal Products for Human Use"}, *rest) for a, *rest in events] == [
+        (True, "positive opinion", "Velmora")
+    ]
+    # a decision verb counts only with a regulator as its agent
+    assert "approved" not in candidates("action", "The drug is already approved in Mexico.")
+    assert candidates("action", "The FDA has approved the drug.") == ["approved"]
+    assert candidates("action", "The CHMP recommended a conditional marketing authorisation.") == [
+        "conditional marketing authorisation"
+    ]
+    assert values_of("phase", "a Phase Ib/IIa study and a phase 3 trial") == ["1b/2a", "3"]
+
+
+def test_a_result_restated_later_is_one_finding() -> None:
+    from schemas.biomedical.candidates import findings_in
+
+    doc = (
+        "• The vaccine showed 61.2% efficacy after two doses.\n"
+        "After 4.5 years, two doses demonstrated 61.2% vaccine efficacy in preventing infection.\n"
+        "No new safety concerns were identified. It is thought that the drug will reduce relapses.\n"
+    )
+    lines = doc.splitlines()
+    find = findings_in(doc)
+    assert find(lines[0]) == ["61.2% efficacy"]
+    assert find(lines[1]) == []  # the same figure: the summary bullet already reported it
+    assert find(lines[2]) == ["No new safety concerns"]  # and no result from a supposition

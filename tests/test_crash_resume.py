@@ -36,7 +36,9 @@ def test_sigkill_mid_batch_then_rerun(tmp_path: Path, llama_server: str) -> None
         (docs / f"{name}.txt").write_text(text, encoding="utf-8")
     db = tmp_path / "crash.duckdb"
     with FaultProxy(llama_server.removesuffix("/v1"), memo=True) as proxy:
-        proxy.plan(default=delay(0.5))
+        # the 1st request answers after 0.5 s; later ones are held, so the kill lands while
+        # chunk 2 is in flight, after chunk 1's commit (made while chunk 2 was being sent)
+        proxy.plan(delay(0.5), default=delay(60))
         args = [str(docs), "--db", str(db), "--schema", schema, "--prompt", prompt, "--model", "openai:gemma"]
         args += ["--base-url", proxy.base_url, *SERVER_FLAGS, "--no-reground", "--quiet"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -48,10 +50,11 @@ def test_sigkill_mid_batch_then_rerun(tmp_path: Path, llama_server: str) -> None
         )
         try:
             deadline = time.monotonic() + 240
-            while len(proxy.arrived) < 2:  # the 2nd request is out: chunk 1 is committed, chunk 2 in flight
+            while len(proxy.arrived) < 2:  # the 2nd request is out and held: chunk 2 in flight
                 assert first.poll() is None, "the first run ended before it could be killed"
                 assert time.monotonic() < deadline, "the first run made no second request"
                 time.sleep(0.05)
+            time.sleep(2.0)  # chunk 1's commit runs beside the 2nd request (milliseconds; 2 s for a loaded machine)
             os.kill(first.pid, signal.SIGKILL)
         finally:
             first.kill()

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +18,7 @@ from pipeline.core.schema import load_schema
 from pipeline.providers.bounds import MAX_EVIDENCE, MAX_RECORDS, MAX_STRING, MAX_VALUES, bounded
 from pipeline.salvage import complete_prefix
 from tests.conftest import Cut, FakeProvider
+from tests.test_extract_store import rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DRUG_SCHEMA = """
@@ -55,14 +55,6 @@ def docs(tmp_path: Path, texts: dict[str, str]) -> Path:
 
 def extract(folder: Path, db: Path, fake: FakeProvider, **cfg: Any) -> RunSummary:
     return run_extract([folder], db=db, config=ExtractConfig(**cfg), provider=fake, progress=False)
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_core_names_no_domain() -> None:
@@ -147,7 +139,7 @@ def test_user_schema_runs_with_a_generic_prompt_and_candidates(tmp_path: Path, d
     """select on a plain schema: the prompt is built from the schema, and each key field is an
     enum of the sentence's phrases, so the model can only pick words of the text."""
     folder = docs(tmp_path, {"s": SENTENCE})
-    fake = FakeProvider([{"items": [{"drug": "amoxicillin", "event": "severe hepatitis", "dose": "500 mg"}]}])
+    fake = FakeProvider([{"items": [{"drug": "amoxicillin", "event": "severe hepatitis"}]}])
     summary = extract(folder, db, fake, schema=user_schema(tmp_path), strategy="select")
     assert summary.status == "completed" and summary.records == {"events": 1}
     request = fake.requests[0]
@@ -155,8 +147,10 @@ def test_user_schema_runs_with_a_generic_prompt_and_candidates(tmp_path: Path, d
     assert "drug: the drug as named" in prompt and "event: the adverse event" in prompt and SENTENCE in prompt
     item = request["response_format"]["json_schema"]["schema"]["$defs"]["DrugEventChoice"]["properties"]
     assert "amoxicillin" in item["drug"]["enum"] and "severe hepatitis" in item["event"]["enum"]
+    # the key fields are asked; a plain schema's other text fields are not (no guessing, no runaway)
+    assert set(item) == {"drug", "event"} and "dose:" not in prompt
     assert rows(db, "SELECT drug, event, dose, evidence, grounded FROM events") == [
-        ("amoxicillin", "severe hepatitis", "500 mg", SENTENCE, True)
+        ("amoxicillin", "severe hepatitis", None, SENTENCE, True)
     ]
     assert rows(db, "SELECT schema_name FROM runs") == [("drug_events",)]
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from openai.types.chat import ChatCompletion
 
@@ -21,6 +20,7 @@ from pipeline.batch import ExtractConfig, run_extract
 from pipeline.interrupt import Interrupted
 from pipeline.store import Store
 from tests.conftest import ROOT, SEEDS, FakeProvider
+from tests.test_extract_store import rows
 
 TEXTS = {
     "a": "KYV-101 is a CD19 CAR T cell therapy.",
@@ -36,14 +36,6 @@ def write_docs(tmp_path: Path) -> Path:
     for name, text in TEXTS.items():
         (folder / f"{name}.txt").write_text(text, encoding="utf-8")
     return folder
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 class CtrlCOnCall(FakeProvider):
@@ -73,15 +65,23 @@ def test_ctrl_c_between_chunks_keeps_what_is_finished(tmp_path: Path, db: Path) 
 
 
 class Hangs(FakeProvider):
-    """A remote server that never answers (until the test lets it go)."""
+    """A remote server that never answers (until the test lets it go); Ctrl-C is pressed
+    0.3 s into the first request."""
 
     remote = True
 
     def __init__(self) -> None:
         super().__init__(default=ANSWER)
         self.release = threading.Event()
+        self.pressed: float | None = None
+
+    def press(self) -> None:
+        self.pressed = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
 
     def create(self, **kwargs: Any) -> ChatCompletion:
+        if self.pressed is None:
+            threading.Timer(0.3, self.press).start()
         self.release.wait(60)
         return super().create(**kwargs)
 
@@ -89,16 +89,12 @@ class Hangs(FakeProvider):
 def test_ctrl_c_while_a_remote_request_hangs_stops_within_a_second(tmp_path: Path, db: Path) -> None:
     docs = write_docs(tmp_path)
     provider = Hangs()
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    t0 = time.monotonic()
-    timer.start()
     try:
         with pytest.raises(Interrupted):
             run_extract([docs], db=db, config=ExtractConfig(strategy="direct"), provider=provider, progress=False)
-        assert time.monotonic() - t0 < 2.0
+        assert provider.pressed is not None and time.monotonic() - provider.pressed < 1.0
     finally:
         provider.release.set()
-        timer.cancel()
     assert rows(db, "SELECT status, n_chunks_failed FROM runs") == [("interrupted", 0)]
     assert rows(db, "SELECT count(*) FROM extractions") == [(0,)]
 
@@ -143,7 +139,8 @@ def test_cli_ctrl_c_at_any_stage_is_one_line_and_exit_130(tmp_path: Path, delay:
     assert code == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
-    assert "Traceback" not in err and took < 1.5
+    # 0.1-0.65 s on an idle machine; llguidance's token table (Rust, ~1 s, not interruptible) may be building
+    assert "Traceback" not in err and took < 2.0
     if db.exists():  # interrupted after the database was opened: marked, never left 'running'
         assert {s for (s,) in rows(db, "SELECT status FROM runs")} <= {"interrupted"}
 

@@ -68,6 +68,7 @@ def test_views_hold_grounded_records_with_document_and_span(tmp_path: Path, db: 
             "pages": None,
             "alignment": "exact",
             "grounded": True,
+            "confidence": None,  # the fill step did not rank (direct strategy)
             "doc_title": "Descartes-08 Receives Designation",  # the article record's title
             "doc_path": str(docs / "des.txt"),
             "run_id": summary.run_id,
@@ -86,6 +87,7 @@ def test_views_hold_grounded_records_with_document_and_span(tmp_path: Path, db: 
             "pages": None,
             "alignment": "exact",
             "grounded": True,
+            "confidence": None,
             "doc_title": KYV,  # no article record: the document's first kept line
             "doc_path": str(docs / "kyv.txt"),
             "run_id": summary.run_id,

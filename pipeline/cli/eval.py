@@ -106,6 +106,7 @@ def print_report(r: EvalReport, console: Console) -> None:
                 fields.add_row(name, field, _pct(fs.accuracy), str(fs.total))
     if fields.row_count:
         console.print(fields)
+    print_confidence(r, console)
     for doc_id, per_type in r.documents.items():
         lines = []
         for name, res in per_type.items():
@@ -117,6 +118,24 @@ def print_report(r: EvalReport, console: Console) -> None:
             console.print("\n".join(lines), highlight=False, markup=False)
     if r.unscored:
         console.print(f"unscored (no gold file): {', '.join(r.unscored)}", highlight=False)
+
+
+def print_confidence(r: EvalReport, console: Console) -> None:
+    """Accuracy by the model's margin (best minus second option, nats), per field it ranked."""
+    from pipeline.score import BANDS, NO_MARGIN
+
+    labels = [*(b for b, _ in BANDS), NO_MARGIN]
+    table = Table(
+        title="field accuracy by confidence (the model's margin in nats; correct/pairs)", title_justify="left"
+    )
+    for col in ("type", "field", *labels):
+        table.add_column(col, justify="left" if col in ("type", "field") else "right")
+    for name, per_field in r.per_field_confidence.items():
+        for field, bands in per_field.items():
+            cells = [f"{bands[b].correct:g}/{bands[b].total}" if b in bands else "-" for b in labels]
+            table.add_row(name, field, *cells)
+    if table.row_count:
+        console.print(table)
 
 
 def print_comparison(c: Comparison, console: Console) -> None:

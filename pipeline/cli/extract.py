@@ -54,6 +54,9 @@ def extract(
     timeout: Annotated[float, typer.Option(help="seconds one request may take")] = 60.0,
     max_attempts: Annotated[int, typer.Option(help="tries per request on timeouts, 429 and 5xx")] = 5,
     max_seconds: Annotated[float, typer.Option(help="time budget per chunk, retries and waits included")] = 300.0,
+    fill: Annotated[
+        bool, typer.Option(help="complete records after extraction: rules, and the embedded model ranking values")
+    ] = True,
     engine: Annotated[
         str, typer.Option(help="local (this process) | ray (a Ray cluster: see README, 'Scale out with Ray')")
     ] = "local",
@@ -98,6 +101,7 @@ def extract(
             timeout=timeout,
             max_attempts=max_attempts,
             max_seconds=max_seconds,
+            fill=fill,
             engine=engine,
             ray_address=ray_address,
             workers=workers,
@@ -127,5 +131,6 @@ def print_summary(s: RunSummary, db: Path, console: Console) -> None:
         + (" - all reused" if s.calls == 0 and (s.chunks_reused or s.chunks_cached) else ""),
     )
     table.add_row("tokens", f"{s.tokens_in} in, {s.tokens_out} out ({s.tokens_per_second:.1f} out/s)")
+    table.add_row("model seconds", f"{s.llm_seconds:.1f} (in LLM calls)")
     table.add_row("seconds", f"{s.seconds:.1f}")
     console.print(table)

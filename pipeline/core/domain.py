@@ -16,6 +16,8 @@ part                 what it is                                  generic default
 ``cleaning``         extra boilerplate lines and section         none (generic web boilerplate only)
                      headings for the text cleaner
 ``strategy``         default strategy on the embedded model       ``select`` over generic candidates
+``fill``             how fields are completed after records are   the embedded model ranks the values
+                     built: rules, model ranking (``core/fill``)  of ``Literal`` fields, no examples
 ===================  ==========================================  ==================================
 
 The core never names a domain: everything a domain knows lives in its package under
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from pipeline.core.fill import Fill
 
 #: a candidate generator: the candidate spans of one kind in a text, in text order, no duplicates
 Finder = Callable[[str], list[str]]
@@ -48,6 +52,15 @@ class CandidateKind:
     is_class: Callable[[str], bool] | None = None
     #: at most this many records per unit (sentence) built on a value of this kind (``select``)
     per_unit: int | None = None
+    #: names a document introduces once and then uses alone (a brand name given in apposition
+    #: to a generic name): given the document's text, the finder to use on that document's units
+    in_document: Callable[[str], Finder] | None = None
+    #: the field's value for a candidate span, where the two differ: a date written
+    #: "Jan. 30, 2025" is "2025-01-30", "Grade III" is "3" (None: the span is no value)
+    value: Callable[[str], str | None] | None = None
+    #: values the document says name one thing (a brand and its generic name): given the
+    #: document's text, {casefolded alias: the name it stands for}
+    aliases: Callable[[str], Mapping[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,7 @@ class Domain:
     normalize: Callable[[str], str] | None = None
     cleaning: Cleaning = field(default_factory=Cleaning)
     strategy: str | None = None
+    fill: Fill | None = None
 
 
 def snake_case(name: str) -> str:

@@ -9,7 +9,8 @@ the same code path.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # openai and instructor load (~1 s) only when a request is made
@@ -30,6 +31,18 @@ def as_json_object_format(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """Options scored by the model's likelihood after one prompt (``Provider.rank``)."""
+
+    #: per option, the sum of its tokens' log-probabilities
+    scores: list[float]
+    #: prompt tokens the model evaluated (a prefix cached from an earlier call costs nothing)
+    tokens_in: int
+    #: option tokens the model evaluated beyond the prompt (0 when every option is one token)
+    tokens_out: int
+
+
 class Provider(ABC):
     #: ``local:<model>`` / ``openai:<model>``: what is logged with every call
     model_id: str = "unknown"
@@ -44,6 +57,8 @@ class Provider(ABC):
     settings: dict[str, Any]
     #: a server reached over HTTP: requests may run concurrently and take a ``timeout``
     remote: bool = False
+    #: ``rank`` scores options by the model's likelihood (needs the model's logits: in-process)
+    can_rank: bool = False
 
     def __init__(self) -> None:
         self.decoding = {"temperature": 0.0, "max_tokens": 1024, "seed": 0}
@@ -55,6 +70,12 @@ class Provider(ABC):
         gets ``timeout`` (seconds); an in-process one gets ``deadline`` (a ``time.monotonic()``
         value) and ``interrupt`` (a callable, true after Ctrl-C) and stops generating at either,
         as if ``max_tokens`` had been reached."""
+
+    def rank(self, prefix: str, options: Sequence[str], *, keep: str = "") -> Ranked:
+        """Score each option (a continuation: begin it with its space) after ``prefix`` by the
+        model's likelihood. ``keep`` is a leading part of ``prefix`` worth caching across calls
+        (a field's few-shot examples). Only providers with ``can_rank`` implement it."""
+        raise NotImplementedError(f"{self.model_id} cannot rank options by likelihood")
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text``; providers with a tokenizer override this."""

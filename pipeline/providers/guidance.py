@@ -10,7 +10,6 @@ constraint costs close to nothing. The tokenizer table is built once per model (
 from __future__ import annotations
 
 import json
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,15 +26,39 @@ ENGINES = ("llguidance", "gbnf")
 
 def tokenizer_for(llama: Any) -> Any:
     """An llguidance tokenizer over the loaded model's vocabulary; end-of-generation tokens
-    (``<eos>`` and, for chat models, end-of-turn) may close a finished JSON value."""
+    (``<eos>`` and, for chat models, end-of-turn) may close a finished JSON value.
+
+    The token table is read here (as ``llguidance.llamacpp.lltokenizer_from_vocab`` does, but
+    through llama.cpp's current functions, not a deprecated Python alias): 262k tokens take
+    ~0.5 s of Python, which Ctrl-C can stop; llguidance's own build after it (~0.8 s of Rust
+    holding the GIL) cannot be."""
+    import ctypes
+
     import llama_cpp
-    from llguidance.llamacpp import lltokenizer_from_vocab
+    from llguidance import LLTokenizer
 
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
     eos = [t for t in (llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)) if t >= 0]
-    with warnings.catch_warnings():  # llguidance reads token attributes via a deprecated alias
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return lltokenizer_from_vocab(vocab, n_vocab=llama.n_vocab(), eos_token=list(dict.fromkeys(eos)))
+    size = 16 * 1024
+    buffer = ctypes.create_string_buffer(size + 1)
+    special = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+    user = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    to_piece, get_attr = llama_cpp.llama_token_to_piece, llama_cpp.llama_vocab_get_attr
+    tokens: list[bytes] = []
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        n = to_piece(vocab, token, buffer, size, 0, True)
+        if n < 0:
+            raise ProviderError(f"token {token} of the model does not fit {size} bytes", "use another GGUF model")
+        piece = buffer.raw[:n]
+        attr = get_attr(vocab, token)
+        if attr & special or (attr & user and piece.startswith(b"<") and piece.endswith(b">")):
+            piece = b"\xff" + piece  # llguidance's mark of a special token
+        tokens.append(piece)
+    tokens.extend(b"" for _ in range(llama.n_vocab() - len(tokens)))
+    tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
+    return LLTokenizer.from_llamacpp(  # type: ignore[attr-defined]
+        tokens=tokens, vocab_ptr=vocab, tokenize_fptr=tokenize, eos_token=list(dict.fromkeys(eos)), slices=None
+    )
 
 
 def closed(schema: Any) -> Any:

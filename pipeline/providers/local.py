@@ -11,6 +11,7 @@ import ctypes
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
 
 from pipeline.core.errors import ProviderError
-from pipeline.providers.base import Provider, as_json_object_format
+from pipeline.interrupt import Aborted, c_callback
+from pipeline.providers.base import Provider, Ranked, as_json_object_format
 from pipeline.providers.bounds import bounded
 from pipeline.providers.guidance import ENGINES, SchemaConstraint, tokenizer_for
 
@@ -44,6 +46,7 @@ def quiet_llama_logs() -> None:
         last = [0]
 
         @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+        @c_callback
         def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
             level = last[0] if level == _GGML_CONT else level
             last[0] = level
@@ -107,6 +110,7 @@ class LocalProvider(Provider):
     #: the schema package picks the strategy for this 270M model (``Domain.strategy``), else
     #: ``select``: the model chooses among spans of the text, since it cannot write them
     default_strategy = None
+    can_rank = True
 
     def __init__(
         self,
@@ -132,6 +136,9 @@ class LocalProvider(Provider):
         self.chat_format = chat_format
         self._llama: Any = None
         self._tokenizer: Any = None
+        self._ranker: Any = None
+        self._interrupt: Any = None
+        self._abort_callback: Any = None
 
     @property
     def llama(self) -> Any:
@@ -162,7 +169,21 @@ class LocalProvider(Provider):
                     f"cannot load the model {path}: {exc}" + (f" (llama.cpp: {said})" if said else ""),
                     "pass a GGUF model file that llama.cpp reads (local:/path/to/model.gguf)",
                 ) from exc
+            self._abort_on(self._llama)
         return self._llama
+
+    def _abort_on(self, llama: Any) -> None:
+        """llama.cpp asks this between the steps of a forward pass: reading a 500-token prompt
+        is one C call of about a second on 2 cores, which a Python signal handler cannot
+        enter; the callback lets Ctrl-C end it there."""
+        import llama_cpp
+
+        @c_callback
+        def stop(_data: Any) -> bool:
+            return bool(self._interrupt is not None and self._interrupt())
+
+        self._abort_callback = llama_cpp.ggml_abort_callback(stop)  # kept alive with the model
+        llama_cpp.llama_set_abort_callback(llama.ctx, self._abort_callback, None)
 
     def create(self, **kwargs: Any) -> ChatCompletion:
         kwargs.pop("model", None)
@@ -170,23 +191,38 @@ class LocalProvider(Provider):
         interrupt = kwargs.pop("interrupt", None)
         if self.chat_format == "gemma" and "messages" in kwargs:
             kwargs["messages"] = fold_system_messages(kwargs["messages"])
-        kwargs = self.constrained(kwargs)
-        stop = Deadline(deadline, self.llama.token_eos(), interrupt) if deadline is not None or interrupt else None
-        if stop is not None:
-            from llama_cpp import LogitsProcessorList
-
-            kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), stop])
-        abortable = getattr(interrupt, "abortable", None)  # Ctrl-C may abort reading the prompt
+        abortable = getattr(interrupt, "abortable", None)  # Ctrl-C may abort building the
+        self._interrupt = interrupt  # constraint's tokenizer and reading the prompt
+        stop: Deadline | None = None
         try:
             with abortable() if abortable is not None else contextlib.nullcontext():
+                self.llama  # noqa: B018 - loads the model (~0.4 s) on the first call
+                self._raise_if(interrupt)
+                kwargs = self.constrained(kwargs)  # builds the tokenizer (~1.5 s) on the first call
+                self._raise_if(interrupt)
+                if deadline is not None or interrupt:
+                    stop = Deadline(deadline, self.llama.token_eos(), interrupt)
+                    from llama_cpp import LogitsProcessorList
+
+                    kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), stop])
                 result: ChatCompletion = self.llama.create_chat_completion_openai_v1(**kwargs)
-        except BaseException:
+        except BaseException as exc:
             if self._llama is not None:
                 self._llama.reset()  # an aborted evaluation leaves the context half-filled
+            if not isinstance(exc, Aborted) and interrupt is not None and interrupt():
+                raise Aborted from None  # llama.cpp stopped at the abort callback's request
             raise
+        finally:
+            self._interrupt = None
         if stop is not None and stop.hit and result.choices:  # cut by the time budget: a cut-off answer
             result.choices[0].finish_reason = "length"
         return result
+
+    @staticmethod
+    def _raise_if(interrupt: Any) -> None:
+        """Ctrl-C pressed while llama.cpp ran a callback only set the flag: stop here."""
+        if interrupt is not None and interrupt():
+            raise Aborted
 
     def constrained(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Chat-completion kwargs with the JSON schema in the configured engine's form:
@@ -209,6 +245,17 @@ class LocalProvider(Provider):
             self._tokenizer = tokenizer_for(self.llama)
         return LogitsProcessorList([SchemaConstraint(self._tokenizer, schema, self.llama.n_vocab())])
 
+    def rank(self, prefix: str, options: Sequence[str], *, keep: str = "") -> Ranked:
+        """Options scored by likelihood on a second context of the loaded model
+        (``providers/ranker.py``); ``keep`` is pinned there for the next calls."""
+        if self._ranker is None:
+            from pipeline.providers.ranker import Ranker
+
+            self._ranker = Ranker(self.llama)
+        pinned = self._ranker.pin(keep) if keep and prefix.startswith(keep) else 0
+        scores, tokens_in, tokens_out = self._ranker.score(prefix, options)
+        return Ranked(scores=scores, tokens_in=pinned + tokens_in, tokens_out=tokens_out)
+
     @property
     def tokenizer_id(self) -> str:
         return self.model_id
@@ -217,6 +264,9 @@ class LocalProvider(Provider):
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def close(self) -> None:
+        if self._ranker is not None:
+            self._ranker.close()
+            self._ranker = None
         if self._llama is not None:
             self._llama.close()
             self._llama = None

@@ -71,7 +71,7 @@ LLM_CACHE = {
 }
 RUN_CHUNKS = {"run_id": "str", "chunk_id": "str", "extraction_key": "str", "outcome": "str"}
 FIXED = {"llm_calls": LLM_CALLS, "extractions": EXTRACTIONS, "llm_cache": LLM_CACHE, "run_chunks": RUN_CHUNKS}
-_SQL_KIND = {"VARCHAR": "str", "BIGINT": "int", "INTEGER": "int", "DOUBLE": "float", "BOOLEAN": "bool"}
+_SQL_KIND = {"VARCHAR": "str", "BIGINT": "int", "INTEGER": "int", "DOUBLE": "float", "BOOLEAN": "bool", "JSON": "str"}
 
 
 def record_columns(rt: RecordType) -> dict[str, str]:
@@ -103,6 +103,7 @@ def record_rows(
             row.get("evidence_end"),
             row.get("alignment"),
             row.get("grounded"),
+            json.dumps(row["confidence"]) if row.get("confidence") else None,
             *[row.get(f) for f in fields],
         ]
         for i, row in enumerate(rows)

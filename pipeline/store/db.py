@@ -43,7 +43,11 @@ RECORD_COLUMNS = [
     ("evidence_end", "BIGINT"),
     ("alignment", "VARCHAR"),
     ("grounded", "BOOLEAN"),
+    # {field: margin}: how sure the embedded model was of each field it chose (strategies/fill.py)
+    ("confidence", "JSON"),
 ]
+#: pipeline columns added after the first release: ``ensure_record_tables`` adds them to old tables
+ADDED_COLUMNS = ("confidence",)
 
 
 class _CsvNull(int):
@@ -220,6 +224,9 @@ class StoreBase:
                     [table],
                 ).fetchall()
             }
+            for name, decl in RECORD_COLUMNS:
+                if name in ADDED_COLUMNS and name not in have:
+                    self.con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
             for f in rt.fields:
                 if f.name == "evidence":
                     continue

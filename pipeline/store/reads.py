@@ -4,13 +4,14 @@ documents and its records."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import StoreError
-from pipeline.core.schema import Schema, load_schema
+from pipeline.core.schema import RecordType, Schema, load_schema
 from pipeline.core.types import Chunk, Span
-from pipeline.store.db import StoreBase, record_table
-from pipeline.store.views import has_page_spans
+from pipeline.store.db import StoreBase, quote, record_table
+from pipeline.store.views import has_column, has_page_spans, record_select, run_sql, sql_string
 
 #: a run whose records the reading commands use by default
 FINISHED = ("completed", "completed_with_failures")
@@ -112,6 +113,39 @@ class Reads(StoreBase):
         ).fetchone()
         return str(row[0]) if row else None
 
+    def copy_records(
+        self,
+        schema: Schema,
+        rt: RecordType,
+        run_id: str,
+        path: Path,
+        options: str,
+        *,
+        grounded_only: bool = True,
+        lists_as_json: bool = False,
+    ) -> int:
+        """Write one record type of a run, with the columns of its view, to ``path`` with
+        DuckDB's ``COPY ... TO`` (``options``: the format clause); return the rows written.
+        ``lists_as_json``: list columns as JSON text (for CSV, as ``pipeline sql -f csv``)."""
+        tables = self.table_names()
+        select = record_select(
+            schema,
+            rt,
+            run_sql(run_id),
+            grounded_only=grounded_only,
+            tables=tables,
+            page_spans=has_page_spans(self.con),
+            confidence=has_column(self.con, f"rec_{rt.name}", "confidence"),
+        )
+        lists = [f.name for f in rt.fields if f.is_list and f.name != "evidence"]
+        lists += [] if "pages" in rt.value_fields else ["pages"]
+        if lists_as_json and lists:
+            select = (
+                f"SELECT * REPLACE ({', '.join(f'to_json({quote(n)}) AS {quote(n)}' for n in lists)}) FROM ({select})"
+            )
+        row = self.con.execute(f"COPY ({select}) TO {sql_string(str(path))} {options}").fetchone()
+        return int(row[0]) if row else 0
+
     def run_records(
         self, run_id: str, schema: Schema, *, include_ungrounded: bool = False
     ) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -137,5 +171,7 @@ class Reads(StoreBase):
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 rec = dict(zip(names, row, strict=True))
+                if isinstance(rec.get("confidence"), str):  # JSON comes back as text
+                    rec["confidence"] = json.loads(rec["confidence"])
                 out.setdefault(rec["doc_id"], {t.name: [] for t in schema.record_types})[rt.name].append(rec)
         return out

@@ -313,7 +313,7 @@ class RunWrites(StoreBase):
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
             ).fetchall()
         )
-        list_idx = [i for i, c in enumerate(cols) if str(types[c]).endswith("[]")]
+        list_idx = [i for i, c in enumerate(cols) if str(types[c]).endswith("[]") or types[c] == "JSON"]
         n = 0
         with tempfile.TemporaryDirectory(prefix="pipeline-bulk-") as tmp:
             path = Path(tmp) / "rows.csv"
@@ -322,7 +322,7 @@ class RunWrites(StoreBase):
                 for row in rows:
                     out = [_NULL if v is None else v for v in row]
                     for i in list_idx:
-                        if out[i] is not _NULL:
+                        if out[i] is not _NULL and not isinstance(out[i], str):
                             out[i] = json.dumps(out[i])
                     writer.writerow(out)
                     n += 1

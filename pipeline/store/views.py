@@ -166,6 +166,16 @@ def has_page_spans(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(row and row[0])
 
 
+def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Does ``table`` have ``column``? (A database opened read-only may predate it.)"""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name = ? AND column_name = ?",
+        [table, column],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def record_select(
     schema: Schema,
     rt: RecordType,
@@ -174,13 +184,16 @@ def record_select(
     grounded_only: bool = True,
     tables: set[str] | None = None,
     page_spans: bool = True,
+    confidence: bool = True,
 ) -> str:
     """SELECT the records of ``rt`` for the (doc_id, run_id) pairs the query ``runs`` yields.
 
     Columns: doc_id, the record's fields, evidence and its offsets, page (where the evidence
     starts) and pages (every page it lies on), alignment, grounded, doc_title, doc_path,
-    doc_sha256, run_id (the run the row belongs to), record_id, chunk_id. ``page_spans=False``
-    (a database from before migration 007) gives NULL pages.
+    doc_sha256, run_id (the run the row belongs to), record_id, chunk_id, and confidence (JSON
+    {field: margin} of the fields the embedded model chose). ``page_spans=False`` (a database
+    from before migration 007) gives NULL pages; ``confidence=False`` (a record table from before
+    the fill step) NULL confidence.
     """
     table = f"rec_{rt.name}"
     fields = [f"r.{quote(name)}" for name in rt.value_fields]
@@ -227,6 +240,7 @@ def record_select(
         *pages,
         "r.alignment",
         "r.grounded",
+        "r.confidence" if confidence else "CAST(NULL AS JSON) AS confidence",
         *doc_cols,
         "r.doc_sha256",
         "sel.run_id",

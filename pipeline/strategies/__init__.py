@@ -14,6 +14,8 @@ The contract every strategy follows is ``strategies/base.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
 from pipeline.providers.base import Provider
@@ -40,7 +42,12 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]()
 
 
-def default_strategy(chosen: str | None, provider: Provider, schema: Schema) -> str:
-    """The user's choice; else the provider's (``direct`` for capable models); else, for the
-    embedded model, the schema package's choice or ``select``."""
-    return chosen or provider.default_strategy or schema.domain.strategy or EMBEDDED_DEFAULT
+def default_strategy(chosen: str | None, provider: Provider, schema: Schema, prompt: str | None = None) -> str:
+    """The user's choice; else ``direct`` when ``--prompt`` names one prompt file (the other
+    strategies take a folder of per-type prompts); else the provider's (``direct`` for capable
+    models); else, for the embedded model, the schema package's choice or ``select``."""
+    if chosen:
+        return chosen
+    if prompt and Path(prompt).is_file():
+        return "direct"
+    return provider.default_strategy or schema.domain.strategy or EMBEDDED_DEFAULT

@@ -10,6 +10,9 @@ per attempt (``AttemptLog``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -27,7 +30,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
 from pipeline.core.types import Chunk, Document
 from pipeline.prompting import Message, messages_hash
-from pipeline.providers.base import Provider
+from pipeline.providers.base import Provider, Ranked
 from pipeline.retry import RetryPolicy
 
 Records = dict[str, list[dict[str, Any]]]
@@ -173,7 +176,11 @@ class Calls:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.ctx.provider.instructor_client(create=self._create)
+            # the first client imports openai and instructor (~1 s): Ctrl-C may abort that
+            abortable = getattr(self.ctx.stop, "abortable", None)
+            main = threading.current_thread() is threading.main_thread()
+            with abortable() if abortable is not None and main else contextlib.nullcontext():
+                self._client = self.ctx.provider.instructor_client(create=self._create)
             self.log.attach(self._client)
         return self._client
 
@@ -211,6 +218,43 @@ class Calls:
             raise CallFailed(cause, last.get("response_text"), len(self.log.calls)) from None
         return result
 
+    def rank(self, prefix: str, options: list[str], *, keep: str = "", note: dict[str, Any] | None = None) -> Ranked:
+        """One ranking request (options scored by the model's likelihood, ``Provider.rank``),
+        logged as one ``llm_calls`` row like any other call, within the chunk's time budget.
+        Raises ``CallFailed`` when the budget is spent, Ctrl-C was pressed or the model failed;
+        a ranking error is not retried (the same request would fail the same way). ``note``
+        is logged with the scores as the row's ``response_text``."""
+        digest = hashlib.sha256(json.dumps([prefix, options]).encode()).hexdigest()[:16]
+        started = time.perf_counter()
+        if time.monotonic() >= self.deadline or self.ctx.stop():
+            cause = TimeoutError("the chunk's time budget (--max-seconds) is spent") if not self.ctx.stop() else None
+            raise CallFailed(cause or KeyboardInterrupt("interrupted"), None, len(self.log.calls))
+        try:
+            ranked = self.ctx.provider.rank(prefix, options, keep=keep)
+        except PipelineError:
+            raise
+        except Exception as exc:  # a model error: this field keeps its value, the chunk goes on
+            self.log.record(
+                "error",
+                started=started,
+                tokens_in=0,
+                tokens_out=0,
+                prompt_hash=digest,
+                error_class=type(exc).__name__,
+                error=self.log._text(exc),
+            )
+            raise CallFailed(exc, None, len(self.log.calls)) from None
+        shown = {**(note or {}), "options": options, "scores": [round(x, 4) for x in ranked.scores]}
+        self.log.record(
+            "ok",
+            started=started,
+            tokens_in=ranked.tokens_in,
+            tokens_out=ranked.tokens_out,
+            prompt_hash=digest,
+            response_text=json.dumps(shown, ensure_ascii=False),
+        )
+        return ranked
+
     def describe(self, failure: CallFailed) -> str:
         error = self.ctx.provider.redact(str(failure.cause))[:300]
         return f"{type(failure.cause).__name__}: {error} ({failure.attempts} attempts)"
@@ -226,6 +270,10 @@ class Strategy(ABC):
     name: ClassVar[str]
     #: whether ``extract`` calls the model (``rules`` does not)
     uses_model: ClassVar[bool] = True
+    #: whether the fill step (``strategies/fill.py``) completes this strategy's records: those
+    #: built from candidate spans, whose other fields stay empty or take the nearest span. Where
+    #: the model writes whole records (``direct``, ``fewshot``) its values stand
+    completed_by_fill: ClassVar[bool] = False
 
     def prepare(self, ctx: Context, prompt: str | None) -> str:
         """Load prompts; return the hash of every prompt file used ("" for none)."""

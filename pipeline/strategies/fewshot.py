@@ -106,8 +106,18 @@ class FewShotStrategy(Strategy):
         self.prompts = {rt.name: template for rt in ctx.schema.record_types}
         return template.template_hash
 
-    def render(self, rt: RecordType, text: str, ctx: Context, options: dict[str, list[str]] | None = None) -> list[Any]:
-        return self.prompts[rt.name].render(text=text, record_type=rt, schema=ctx.schema, options=options or {})
+    def render(
+        self,
+        rt: RecordType,
+        text: str,
+        ctx: Context,
+        options: dict[str, list[str]] | None = None,
+        asked: list[str] | None = None,
+    ) -> list[Any]:
+        """The messages for one unit; ``asked`` names the fields the answer has (default: all)."""
+        return self.prompts[rt.name].render(
+            text=text, record_type=rt, schema=ctx.schema, options=options or {}, asked=asked or []
+        )
 
     def extract(self, chunk: Chunk, doc: Document, ctx: Context) -> ChunkOutcome:
         calls = Calls(ctx)

@@ -7,6 +7,8 @@ Everything the pipeline knows about this domain is here, handed over as ``DOMAIN
 - ``candidates.py``: candidate kinds (conditions, therapies, organizations, ...);
 - ``normalize.py``: citation markers stripped before values are compared;
 - ``cleaning.py``: PubMed page furniture the text cleaner drops;
+- ``fill.py``: how records are completed after ``rules``: parsers and cue rules, and the fields
+  the embedded model ranks (examples in ``prompts/fill/``);
 - ``prompts/``: ``direct.j2`` and the few-shot examples of ``fewshot``/``select``.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from pipeline.core.domain import Domain
 from schemas.biomedical.candidates import KINDS
 from schemas.biomedical.cleaning import CLEANING
+from schemas.biomedical.fill import FILL
 from schemas.biomedical.model import Biomedical
 from schemas.biomedical.normalize import strip_citation_marker
 
@@ -30,4 +33,5 @@ DOMAIN = Domain(
     normalize=strip_citation_marker,
     cleaning=CLEANING,
     strategy="rules",
+    fill=FILL,
 )

