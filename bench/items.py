@@ -41,14 +41,14 @@ def storage(n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.duckdb") as store:
         store.ensure_record_tables(schema)
         cols = store.record_columns(rt)
-        extra = len(cols) - 13
+        extra = len(cols) - 14  # the pipeline's columns (through confidence), then the fields
 
         def rows() -> Any:
             for i in range(n):
                 doc = f"doc{i // 100:06d}"
                 yield (
                     f"r{i:08d}", f"k{i // 10}", "run1", "biomedical", doc, "sha", f"{doc}:c{i % 10}", i % 10,
-                    f"Patients with condition {i % 997} were treated.", i, i + 40, "exact", i % 7 != 0,
+                    f"Patients with condition {i % 997} were treated.", i, i + 40, "exact", i % 7 != 0, None,
                     *([f"condition {i % 997}"] + [None] * (extra - 1)),
                 )  # fmt: skip
 
