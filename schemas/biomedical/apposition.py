@@ -38,6 +38,12 @@ PROPER = re.compile(r"(?:[A-Z][a-z][A-Za-z]{2,}|[A-Z][A-Za-z]{0,5}[- ]?\d{2,7}[A
 PROPER_BEFORE_PAREN = re.compile(r"(?<![\w-])([A-Z][a-z][A-Za-z]{2,})\s*\($")
 
 
+def _before(text: str, end: int) -> str:
+    """The stretch of ``text`` before ``end`` that a name just before it can lie in: matching
+    an end-anchored pattern against the whole prefix made a long document quadratic."""
+    return text[max(0, end - 256) : end]
+
+
 @dataclass
 class Appositions:
     """What one document says about the names of one kind (see the module docstring)."""
@@ -92,7 +98,7 @@ def read(
                 after = re.match(r",\s+([A-Z][\w-]+)(?=[\s.,;:]|$)", text[m.end() :])
                 if after:  # "the dengue vaccine, Qdenga"
                     _learn_only(after.group(1), learnable, out, folded)
-                before = re.search(r"(?<![\w-])([A-Z][a-z][A-Za-z]{2,})[ \t]+$", text[: m.start()])
+                before = re.search(r"(?<![\w-])([A-Z][a-z][A-Za-z]{2,})[ \t]+$", _before(text, m.start()))
                 if before and _occurs(before.group(1), text) >= 2:  # "Qdenga Dengue Vaccine"
                     _learn_only(before.group(1), learnable, out, folded)
                 continue
@@ -105,7 +111,7 @@ def read(
                 second = re.match(r"[A-Z][\w-]+(?: \d+)?", text[named.end() :])
                 if second:
                     pair(name, second.group(0))
-            before = PROPER_BEFORE_PAREN.search(text[: m.start()])
+            before = PROPER_BEFORE_PAREN.search(_before(text, m.start()))
             if before and learnable(before.group(1)):
                 first = before.group(1)
                 if first.casefold() not in folded:

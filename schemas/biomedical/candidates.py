@@ -526,7 +526,9 @@ def _document_findings(document: str) -> tuple[tuple[int, str], ...]:
     return tuple(sorted(found))
 
 
+@lru_cache(maxsize=16)
 def _therapy_names(document: str) -> list[str]:
+    """The document's therapy names (read once per document: per sentence, it was quadratic)."""
     return [*therapies(document), *therapy_appositions(document).learned]
 
 

@@ -121,7 +121,17 @@ def _undefined_acronym(name: str, document: str) -> bool:
     """An all-capitals word the document never spells out ("CAR", "BCGP"): the tagger's guess."""
     if not re.fullmatch(r"[A-Z][A-Z0-9&-]{1,7}", name):
         return False
-    return not re.search(rf"[A-Z][\w-]*(?: [\w&,-]+){{1,10}} \({re.escape(name)}\)", document)
+    needle = f"({name})"
+    at = document.find(needle)
+    while at >= 0:  # each "(NAME)": is a capitalized phrase of 2-11 words spelled out before it?
+        if SPELLED_OUT.search(document, max(0, at - 400), at):
+            return False
+        at = document.find(needle, at + 1)
+    return True
+
+
+#: the end of a spelled-out name before its acronym in parentheses ("Food and Drug Administration ")
+SPELLED_OUT = re.compile(r"[A-Z][\w-]*(?: [\w&,-]+){1,10} $")
 
 
 def finders(other_names: Callable[[str], list[str]]) -> tuple[Callable[[str], Finder], Callable[[str], Finder]]:
