@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pipeline.core.domain import Finder
 
@@ -133,14 +134,18 @@ def _spelling_variants(text: str, names: list[str], out: Appositions) -> None:
     """Names written two ways ("ANCA Associated Vasculitis", "ANCA-Associated Vasculitis", "CAR T
     cells", "CAR-T cell") are one name: the later spellings are aliases of the first in the text."""
     first: dict[str, str] = {}
-    for name in sorted(names, key=lambda n: (text.casefold().find(n.casefold()) % (len(text) + 1), n)):
+    folded = text.casefold()  # once: folded per name, a long document was quadratic
+    for name in sorted(names, key=lambda n: (folded.find(n.casefold()) % (len(text) + 1), n)):
         key = spelling(name)
         if key in first and first[key].casefold() != name.casefold():
             out.aliases.setdefault(name.casefold(), first[key])
         first.setdefault(key, name)
 
 
+@lru_cache(maxsize=4096)
 def _occurs(name: str, text: str) -> int:
+    """How often ``name`` occurs in ``text`` as a word (once per name and document: counted per
+    mention, a long document was quadratic)."""
     return len(re.findall(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text))
 
 

@@ -474,11 +474,15 @@ def findings(text: str, names: list[str] | None = None) -> list[str]:
     gives none."""
     out: list[tuple[int, str]] = []
     end = rf"(?={POPULATION}|{OBJECT_END[3:]}"
+    lead = len(text) - len(text.lstrip())
     for clause in re.finditer(r"[\w“\"(](?:[^.;\n]|\.(?=\d))*", text):
         part, base = clause.group(0), clause.start()
         if HEDGE.search(part):
             continue
-        line_start = base == 0 or text[:base].rstrip(" \t•·▪*-").endswith("\n") or not text[:base].strip()
+        # at a line's start (after bullet marks), or after nothing but white space; looked up
+        # from the last line break (slicing the whole prefix per clause was quadratic)
+        nl = text.rfind("\n", 0, base)
+        line_start = base == 0 or (nl >= 0 and not text[nl + 1 : base].strip(" \t•·▪*-")) or base <= lead
         seen = rf"(?:(?:was|were|has been|have been)\s+{SEEN}" + (f"|{SEEN_BARE})" if line_start else ")")
         for m in re.finditer(rf"(?:^|, |: )((?:[Nn]o |[A-Z])[^:]{{3,160}}?)\s+{seen}\b([^;]*)", part):
             rest = m.group(2).strip()
