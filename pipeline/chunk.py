@@ -8,6 +8,7 @@ Consecutive chunks of one span share ``overlap`` sentences.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -61,7 +62,13 @@ def sentences(text: str, span: Span) -> Iterator[Span]:
         line_start = text.rfind("\n", 0, pos) + 1
         line_end = text.find("\n", pos)
         line_end = len(text) if line_end < 0 else line_end
-        for s in line_sentences(text, line_start, line_end):
+        line = line_sentences(text, line_start, line_end)
+        # from the first sentence that ends inside the span: scanning a long line's sentences
+        # from its start for every span made a single-line document quadratic
+        for k in range(bisect.bisect_right(line, span.start, key=lambda s: s.end), len(line)):
+            s = line[k]
+            if s.start >= span.end:
+                break
             start, end = max(s.start, span.start), min(s.end, span.end)
             if start < end and text[start:end].strip():
                 yield Span(start, end) if (start, end) == (s.start, s.end) else _stripped(text, start, end)
