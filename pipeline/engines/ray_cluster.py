@@ -30,7 +30,9 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +157,10 @@ class Cluster:
 
     def close(self) -> None:
         if self.ray is not None and self.ray.is_initialized():
-            with contextlib.suppress(Exception):  # a cluster that died first (Ctrl-C reaches its processes too)
+            # a cluster that died first (Ctrl-C reaches its processes too); Ray's C++ core logs
+            # each task it cannot report back while it shuts down ("Failed to push error to
+            # driver"), which is no news to a user who pressed Ctrl-C or saw the run's error
+            with contextlib.suppress(Exception), _quiet_stderr():
                 self.ray.shutdown()
         if self.saved_sigterm is not None:  # ray.init installs its own
             with contextlib.suppress(ValueError):  # not the main thread
@@ -170,6 +175,21 @@ class Cluster:
         if self.temp is not None:
             shutil.rmtree(self.temp, ignore_errors=True)
             self.temp = None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block (C++ writes there, not to ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def sweep(root: Path) -> list[str]:
