@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from pipeline.cli.main import main
@@ -19,7 +18,7 @@ from pipeline.store import Store
 from pipeline.store import db as store_db
 from pipeline.store.migrations import MIGRATIONS
 from tests.conftest import FakeProvider
-from tests.test_extract_store import GOOD, extract, write_doc
+from tests.test_extract_store import GOOD, extract, rows, write_doc
 
 TYPES = [rt.name for rt in load_schema("biomedical").record_types]
 GOLD_KYV = {
@@ -48,14 +47,6 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *ar
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

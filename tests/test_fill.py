@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 import pytest
 from pydantic import BaseModel, Field
 
@@ -23,6 +22,7 @@ from pipeline.providers.base import Ranked
 from pipeline.score import GoldRecord, band, score
 from pipeline.strategies.fill import Filler, clip, examples_prefix, generic_fill, literal_values, margin
 from tests.conftest import FakeProvider
+from tests.test_extract_store import rows
 
 DOC = (
     "Acme Therapeutics Wins FDA Fast Track for XY-08\n\n"
@@ -70,14 +70,6 @@ def run(tmp: Path, db: Path, provider: FakeProvider, text: str = DOC, name: str 
     (folder / f"{name}.txt").write_text(text, encoding="utf-8")
     cfg.setdefault("strategy", "rules")
     return run_extract([folder], db=db, config=ExtractConfig(**cfg), provider=provider, progress=False)
-
-
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_model_ranks_organization_kinds_and_every_request_is_a_logged_call(tmp_path: Path, db: Path) -> None:
