@@ -283,6 +283,30 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text).replace("\xa0", " ")
 
 
+class Locator:
+    """Where a unit (a sentence, a chunk) of ``document`` starts, for a document finder.
+
+    Units are asked for in document order, so a search starts a little before the last unit
+    found and falls back to the whole document: a search from the start each time made every
+    lookup cost the document's length (quadratic for a long document). A unit written twice is
+    found at the copy nearest after the last one, not always at the first. -1: not in it."""
+
+    #: characters before the last unit where a search starts (chunk overlap, a chunk-wide unit)
+    BACK = 20_000
+
+    def __init__(self, document: str) -> None:
+        self.document = document
+        self.last = 0
+
+    def __call__(self, unit: str) -> int:
+        at = self.document.find(unit, max(0, self.last - self.BACK))
+        if at < 0:
+            at = self.document.find(unit)
+        if at >= 0:
+            self.last = at
+        return at
+
+
 def find(kind: CandidateKind, text: str, document: str | None = None) -> list[str]:
     """Candidates of ``kind`` in ``text``, a piece of ``document`` when given (a kind may learn
     names from the whole document: ``CandidateKind.in_document``)."""

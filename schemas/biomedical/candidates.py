@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from bisect import bisect_left
 from collections.abc import Callable
 from functools import lru_cache
 
 from abbreviations import schwartz_hearst
 from rapidfuzz import fuzz
 
-from pipeline.candidates import FUNCTION_WORDS
+from pipeline.candidates import FUNCTION_WORDS, Locator
 from pipeline.candidates import unique as _unique
 from pipeline.core.domain import CandidateKind, Finder
 from schemas.biomedical import apposition, tagger, vocab
@@ -524,10 +525,16 @@ def restates(later: str, earlier: str) -> bool:
 @lru_cache(maxsize=16)
 def _document_findings(document: str) -> tuple[tuple[int, str], ...]:
     found = []
+    locate = Locator(document)  # findings come in document order
     for f in findings(document, _therapy_names(document)):
-        at = document.find(f)
+        at = locate(f)
         found.append((at if at >= 0 else len(document), f))
     return tuple(sorted(found))
+
+
+#: how far back a finding looks for an earlier sentence that reported the same result (a
+#: summary and the body of one article); comparing with every earlier finding was quadratic
+RESTATED_WITHIN = 50_000
 
 
 @lru_cache(maxsize=16)
@@ -540,14 +547,16 @@ def findings_in(document: str) -> Finder:
     """A unit's findings, less those that restate a result an earlier sentence of the document
     reported (a summary bullet and the body give one result, not two)."""
     earlier = _document_findings(document)
+    starts = [p for p, _ in earlier]
+    locate = Locator(document)
 
     def find(unit: str) -> list[str]:
-        at = document.find(unit)
+        at = locate(unit)
         base = at if at >= 0 else len(document)
+        before = earlier[bisect_left(starts, base - RESTATED_WITHIN) : bisect_left(starts, base)]
         kept = []
         for f in findings(unit, _therapy_names(document)):
-            pos = base + max(unit.find(f), 0)
-            if not any(p < pos and e != f and restates(f, e) for p, e in earlier if p < base):
+            if not any(e != f and restates(f, e) for _, e in before):
                 kept.append(f)
         return kept
 

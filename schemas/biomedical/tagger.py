@@ -16,10 +16,12 @@ word ("Warneford Hospital").
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
+from pipeline.candidates import Locator
 from pipeline.core.domain import Finder
 
 #: "Maria Leandro1, ..., 1University College London": affiliation numbers glued to names
@@ -159,6 +161,12 @@ def _undefined_acronym(name: str, document: str) -> bool:
 SPELLED_OUT = re.compile(r"[A-Z][\w-]*(?: [\w&,-]+){1,10} $")
 
 
+def _once(test: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``test`` asked once per distinct name: a long document names one company a thousand
+    times, and each test reads the whole document or its list of drug and disease names."""
+    return lru_cache(maxsize=None)(test)
+
+
 def finders(other_names: Callable[[str], list[str]]) -> tuple[Callable[[str], Finder], Callable[[str], Finder]]:
     """(organizations, people): per document, a finder of the tagged names inside a unit.
     ``other_names``: the document's drug and disease names, which are no organization or person."""
@@ -173,8 +181,9 @@ def finders(other_names: Callable[[str], list[str]]) -> tuple[Callable[[str], Fi
             if not any(a <= s < b for a, b in headlines)
             and not all(w.casefold() in lower for w in re.findall(r"[^\W\d_]+", n))
         ]
-        org_bad = _not_a_name(document, other_names, holding=False)
-        person_bad = _not_a_name(document, other_names, holding=True)
+        org_bad = _once(_not_a_name(document, other_names, holding=False))
+        person_bad = _once(_not_a_name(document, other_names, holding=True))
+        undefined = _once(lambda name: _undefined_acronym(name, document))
         orgs = [
             (s, e, n)
             for label, s, e, n in ents
@@ -182,7 +191,7 @@ def finders(other_names: Callable[[str], list[str]]) -> tuple[Callable[[str], Fi
             and not org_bad(n)
             and not NOT_AN_ORGANIZATION.search(n)
             and not DEVICE.search(n)
-            and not _undefined_acronym(n, document)
+            and not undefined(n)
         ]
         person_spans = [(s, e) for label, s, e, _ in ents if label == "PERSON"]
         orgs = [o for o in orgs if not any(a <= o[0] and o[1] <= b for a, b in person_spans)]  # "Nicola" O’Connell
@@ -201,13 +210,16 @@ def finders(other_names: Callable[[str], list[str]]) -> tuple[Callable[[str], Fi
         return orgs, people
 
     def within(document: str, which: int) -> Finder:
-        names = tagged(document)[which]
+        names = sorted(tagged(document)[which])
+        starts = [s for s, _, _ in names]
+        locate = Locator(document)
 
         def find(unit: str) -> list[str]:
-            at = document.find(unit)
+            at = locate(unit)
             if at < 0:  # a piece not cut from the document: its own names
                 return [n for _, _, n in names if n in unit]
-            return [n for s, e, n in names if at <= s and e <= at + len(unit)]
+            end = at + len(unit)
+            return [n for s, e, n in names[bisect_left(starts, at) : bisect_left(starts, end)] if e <= end]
 
         return find
 
