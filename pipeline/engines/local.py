@@ -2,7 +2,8 @@
 
 An in-process model takes one chunk at a time in the main thread. Remote requests run in
 ``concurrency`` worker threads even one at a time, so that the main thread stays free to
-notice Ctrl-C within a fraction of a second; it alone writes, one transaction per chunk.
+notice Ctrl-C within a fraction of a second; it alone writes, one transaction per 256 chunks
+or half a second (``Batch.flush_if_due``).
 Chunks with the same text (the same cache key) are extracted once: the others wait for the
 first and are served from the response cache.
 """
@@ -37,15 +38,19 @@ class LocalEngine(Engine):
 
     def extract(self, batch: Batch, chunks: Sequence[Chunk], concurrency: int) -> None:
         batch.prefetch(chunks)
+        batch.store.defer_checkpoints()  # bulk commits (see Store.defer_checkpoints)
         stop = batch.ctx.stop
         if not batch.ctx.provider.remote:  # an in-process model: one chunk at a time, here
             for chunk in chunks:
-                if stop() or batch.reuse(chunk):
-                    continue
-                outcome = batch.strategy.extract(chunk, batch.docs[chunk.doc_id], batch.ctx)
                 if stop():
-                    return  # the chunk was cut short by Ctrl-C: not stored, the rerun does it
-                batch.write(chunk, outcome)
+                    return
+                if not batch.reuse(chunk):
+                    outcome = batch.strategy.extract(chunk, batch.docs[chunk.doc_id], batch.ctx)
+                    if stop():
+                        return  # the chunk was cut short by Ctrl-C: not stored, the rerun does it
+                    batch.write(chunk, outcome)
+                batch.flush_if_due()
+            batch.flush()
             return
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm")
         in_flight: dict[Future[ChunkOutcome], Chunk] = {}
@@ -74,6 +79,7 @@ class LocalEngine(Engine):
                 done, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
                 if stop():
                     return
+                batch.flush_if_due()  # also while waiting: what finished is committed soon
                 finished = [(fut, in_flight.pop(fut)) for fut in done]
                 fill()  # the next requests go out before this main thread writes the results
                 for fut, chunk in finished:
@@ -82,5 +88,6 @@ class LocalEngine(Engine):
                     leaders.discard(key)
                     for follower in waiting.pop(key, []):
                         schedule(follower)
+            batch.flush()
         finally:  # after Ctrl-C, requests still in flight are abandoned, not waited for
             pool.shutdown(wait=not stop(), cancel_futures=True)
