@@ -28,18 +28,25 @@ from pipeline.core.schema import RecordType, Schema
 Aliases = dict[str, str]
 
 
-@lru_cache(maxsize=64)
-def abbreviations(text: str, normalize: Callable[[Any], str]) -> Aliases:
-    """Abbreviations the text defines, both forms mapped to the normalized expansion. The text
-    goes to the library a paragraph piece at a time (a definition lies within one sentence):
-    given a whole long document it rescans all of it for every candidate, quadratically."""
+def abbreviation_pairs(text: str, first: bool = True) -> dict[str, str]:
+    """{abbreviation: long form} the text defines (Schwartz-Hearst, ``abbreviations``); the
+    first definition of each (``first``) or the last. The text goes to the library a paragraph
+    piece at a time (a definition lies within one sentence): given a whole long line it
+    re-reads the line up to every parenthesis, quadratically (a 1 MB line: 47 s)."""
     pairs: dict[str, str] = {}
     with contextlib.redirect_stderr(io.StringIO()):  # the library prints skipped candidates
         for line in text.split("\n"):
             for _, piece in pieces(line):
                 if "(" in piece:
                     found = schwartz_hearst.extract_abbreviation_definition_pairs(doc_text=piece)
-                    pairs.update({k: v for k, v in found.items() if k not in pairs})
+                    pairs.update({k: v for k, v in found.items() if k not in pairs} if first else found)
+    return pairs
+
+
+@lru_cache(maxsize=64)
+def abbreviations(text: str, normalize: Callable[[Any], str]) -> Aliases:
+    """Abbreviations the text defines, both forms mapped to the normalized expansion."""
+    pairs = abbreviation_pairs(text)
     out: Aliases = {}
     for short, long in pairs.items():
         s, lf = normalize(short), normalize(long)

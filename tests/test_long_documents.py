@@ -8,6 +8,7 @@ differ; the default candidates and the biomedical finders run, the model only to
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from pathlib import Path
@@ -21,11 +22,16 @@ pytestmark = pytest.mark.model
 
 
 def one_line(copies: int) -> str:
-    """The seed texts on one line ``copies`` times, each sentence numbered: no two chunks are
-    the same text (the response cache would serve them)."""
+    """The seed texts on one line ``copies`` times, each copy's sentences in its own order: no
+    two chunks are the same text (the response cache would serve them)."""
     text = " ".join(" ".join(p.read_text(encoding="utf-8").split()) for p in sorted(SEEDS.glob("*.txt")))
-    sentences = re.split(r"(?<=\.) ", " ".join(f"Report {c}. {text}" for c in range(copies)))
-    return " ".join(f"{s} ({i})" for i, s in enumerate(sentences))
+    sentences = re.split(r"(?<=\.) ", text)
+    out = []
+    for c in range(copies):
+        order = sentences[:]
+        random.Random(c).shuffle(order)
+        out.append(f"Report {c}. " + " ".join(order))
+    return " ".join(out)
 
 
 def seconds(tmp_path: Path, name: str, copies: int) -> tuple[float, int]:

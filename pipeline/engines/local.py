@@ -3,7 +3,7 @@
 An in-process model takes one chunk at a time in the main thread. Remote requests run in
 ``concurrency`` worker threads even one at a time, so that the main thread stays free to
 notice Ctrl-C within a fraction of a second; it alone writes, one transaction per 256 chunks
-or half a second (``Batch.flush_if_due``).
+or a second (``Batch.flush_if_due``).
 Chunks with the same text (the same cache key) are extracted once: the others wait for the
 first and are served from the response cache.
 """

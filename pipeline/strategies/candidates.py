@@ -116,6 +116,11 @@ def positions(cands: list[str], text: str) -> list[Found]:
     """Every place each candidate occurs in ``text`` (any case, not inside a longer word), as
     written there: a name found once ("Acme Rotary Widget" in a title) is also the lower-case
     mention of a later sentence."""
+    return list(_positions(tuple(cands), text))
+
+
+@lru_cache(maxsize=1024)  # a chunk-wide field asks for the same chunk's places once per sentence
+def _positions(cands: tuple[str, ...], text: str) -> tuple[Found, ...]:
     norm = unicodedata.normalize("NFC", text).replace("\xa0", " ")
     out: list[Found] = []
     seen: set[tuple[int, int]] = set()
@@ -127,7 +132,7 @@ def positions(cands: list[str], text: str) -> list[Found]:
             if (m.start(), m.end()) not in seen:
                 seen.add((m.start(), m.end()))
                 out.append((m.group(0), m.start(), m.end()))
-    return sorted(out, key=lambda f: f[1])
+    return tuple(sorted(out, key=lambda f: f[1]))
 
 
 def maximal(found: list[Found]) -> list[Found]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import re
 import typing
-from functools import cache
+from bisect import bisect_left
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,24 @@ def units(rt: RecordType, chunk: Chunk, doc: Document, gates: dict[str, dict[str
         pieces = [p for p in pieces if cue.search(doc.text[p.start : p.end])]
     exclude = gate.get("exclude_lines")
     if exclude:  # e.g. reference-list lines, where the spec says organizations are not records
-        skip = re.compile(exclude)
-        pieces = [p for p in pieces if not skip.search(_line_of(doc.text, p.start))]
+        pieces = [p for p in pieces if not _line_matches(exclude, doc.text, _line_of(doc.text, p.start))]
     return pieces
 
 
-def _line_of(text: str, pos: int) -> str:
-    start = text.rfind("\n", 0, pos) + 1
-    end = text.find("\n", pos)
-    return text[start : end if end >= 0 else len(text)]
+@lru_cache(maxsize=16)
+def _line_breaks(text: str) -> list[int]:
+    return [m.start() for m in re.finditer("\n", text)]
+
+
+def _line_of(text: str, pos: int) -> tuple[int, int]:
+    """(start, end) of the line ``pos`` is on (a scan back to the last line break made a long
+    single-line document quadratic)."""
+    breaks = _line_breaks(text)
+    i = bisect_left(breaks, pos)
+    return (breaks[i - 1] + 1 if i else 0), (breaks[i] if i < len(breaks) else len(text))
+
+
+@lru_cache(maxsize=4096)
+def _line_matches(pattern: str, text: str, line: tuple[int, int]) -> bool:
+    """Does ``pattern`` match the line of ``text`` at ``line`` (asked once per line, not per sentence)?"""
+    return re.search(pattern, text[line[0] : line[1]]) is not None

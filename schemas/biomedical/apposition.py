@@ -19,7 +19,7 @@ mapped to the first one written, so one thing makes one record.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -94,9 +94,9 @@ def read(
             out.aliases.setdefault(second.casefold(), first)
 
     for name in sorted(known, key=len, reverse=True):
-        for m in re.finditer(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE):
+        for m in _mentions(name, text):
             if is_class is not None and is_class(name):
-                after = re.match(r",\s+([A-Z][\w-]+)(?=[\s.,;:]|$)", text[m.end() :])
+                after = AFTER_CLASS.match(text, m.end())
                 if after:  # "the dengue vaccine, Qdenga"
                     _learn_only(after.group(1), learnable, out, folded)
                 before = re.search(r"(?<![\w-])([A-Z][a-z][A-Za-z]{2,})[ \t]+$", _before(text, m.start()))
@@ -109,7 +109,7 @@ def read(
                     pair(name, item)
             named = NAMED_AS.match(text, m.end())
             if named:
-                second = re.match(r"[A-Z][\w-]+(?: \d+)?", text[named.end() :])
+                second = SECOND_NAME.match(text, named.end())
                 if second:
                     pair(name, second.group(0))
             before = PROPER_BEFORE_PAREN.search(_before(text, m.start()))
@@ -140,6 +140,37 @@ def _spelling_variants(text: str, names: list[str], out: Appositions) -> None:
         if key in first and first[key].casefold() != name.casefold():
             out.aliases.setdefault(name.casefold(), first[key])
         first.setdefault(key, name)
+
+
+#: "the dengue vaccine, Qdenga": a proper name after a class phrase and a comma
+AFTER_CLASS = re.compile(r",\s+([A-Z][\w-]+)(?=[\s.,;:]|$)")
+#: the name after "known as", "named", ...
+SECOND_NAME = re.compile(r"[A-Z][\w-]+(?: \d+)?")
+
+
+def _mentions(name: str, text: str) -> Iterator[re.Match[str]]:
+    """Where ``name`` occurs in ``text`` as a word, any case. Each place is found with a plain
+    search in the lower-cased text and matched there: a case-insensitive pattern tried at every
+    position of the text, per name, was most of a long document's apposition reading."""
+    lower = _lower(text)
+    if len(lower) != len(text):  # a letter whose lower case is longer: offsets differ
+        yield from re.finditer(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE)
+        return
+    pattern = re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])", re.IGNORECASE)
+    needle = name.lower()
+    at = lower.find(needle)
+    while at >= 0:
+        m = pattern.match(text, at)
+        if m is not None:
+            yield m
+            at = lower.find(needle, m.end())
+        else:
+            at = lower.find(needle, at + 1)
+
+
+@lru_cache(maxsize=16)
+def _lower(text: str) -> str:
+    return text.lower()
 
 
 @lru_cache(maxsize=4096)

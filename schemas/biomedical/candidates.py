@@ -10,19 +10,17 @@ documents. Each returns candidates in text order, without duplicates. The generi
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from bisect import bisect_left
 from collections.abc import Callable
 from functools import lru_cache
 
-from abbreviations import schwartz_hearst
 from rapidfuzz import fuzz
 
 from pipeline.candidates import FUNCTION_WORDS, Locator
 from pipeline.candidates import unique as _unique
 from pipeline.core.domain import CandidateKind, Finder
+from pipeline.merge import abbreviation_pairs
 from schemas.biomedical import apposition, tagger, vocab
 from schemas.biomedical.vocab.gazetteer import Keep
 
@@ -105,14 +103,15 @@ def defined_conditions(text: str, keep: Keep) -> list[str]:
     """The long form of an abbreviation the text defines (Schwartz-Hearst, ``abbreviations``),
     carried left to the start of its noun phrase, where it holds a disease name: "amyloid-related
     imaging abnormalities with edema or effusion (ARIA-E)"."""
-    with contextlib.redirect_stderr(io.StringIO()):  # the library prints skipped candidates
-        pairs = schwartz_hearst.extract_abbreviation_definition_pairs(doc_text=text)
+    pairs = abbreviation_pairs(text, first=False)
     out = []
     for short, long in pairs.items():
-        m = re.search(rf"((?:[\w'’-]+\s+){{0,4}}){re.escape(long)}\s*\({re.escape(short)}\)", text)
+        m = re.search(rf"{re.escape(long)}\s*\({re.escape(short)}\)", text)
         if m is None:
             continue
-        lead = m.group(1).split()
+        # up to four words before it (a search with them in the pattern tried every position of the text)
+        before = re.search(r"(?:[\w'’-]+\s+){0,4}$", text[max(0, m.start() - 400) : m.start()])
+        lead = before.group(0).split() if before else []
         while lead and lead[0].lower() in FUNCTION_WORDS | STOP_MODIFIERS:
             lead = lead[1:]
         for i, word in enumerate(lead):
