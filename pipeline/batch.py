@@ -45,7 +45,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.schema import DEFAULT_SCHEMA, Schema, load_schema
 from pipeline.core.types import Chunk, Document
 from pipeline.ingest import read_documents
-from pipeline.interrupt import CtrlC, interruptible
+from pipeline.interrupt import Aborted, CtrlC, abortable, interruptible
 from pipeline.merge import merge_document, record_key
 from pipeline.providers import Provider, get_provider
 from pipeline.retry import RetryPolicy
@@ -330,7 +330,16 @@ def chunk_documents(docs: Sequence[Document], db: str | Path, job: Job) -> dict[
 def cut(doc: Document, job: Job) -> list[Chunk]:
     """``doc``'s chunks under the run's token budget and overlap."""
     cfg = job.fingerprint
-    return chunk_document(doc, job.provider.count_tokens, cfg["max_chunk_tokens"], cfg["overlap"])
+    stop, tokens = job.ctx.stop, job.provider.count_tokens
+
+    def count(text: str) -> int:
+        # Ctrl-C inside the model's tokenizer only sets the flag (llama_cpp code is treated as a
+        # C callback): seen here, so that a long document's chunking stops at once
+        if stop():
+            raise Aborted
+        return tokens(text)
+
+    return chunk_document(doc, count, cfg["max_chunk_tokens"], cfg["overlap"])
 
 
 def stored_chunks(docs: Sequence[Document], db: str | Path, chunking: str) -> dict[tuple[str, str], list[Chunk]]:
@@ -429,7 +438,8 @@ class Batch:
             response = self.store.cached_response(cache_key)
         if response is None:
             return False
-        records = rebuild(self.strategy, response, chunk, self.docs[chunk.doc_id], self.ctx)
+        with abortable(self.ctx.stop):  # rebuilding reads the document (seconds for a long one)
+            records = rebuild(self.strategy, response, chunk, self.docs[chunk.doc_id], self.ctx)
         if records is None:
             return False
         self._add(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
@@ -97,6 +97,16 @@ def _in_c_callback(frame: FrameType | None) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def abortable(stop: Callable[[], bool]) -> AbstractContextManager[None]:
+    """``stop.abortable()`` in the main thread, where the SIGINT handler runs; nothing in
+    another thread (the handler would raise in the main thread, wherever it is)."""
+    enter = getattr(stop, "abortable", None)
+    if enter is None or threading.current_thread() is not threading.main_thread():
+        return nullcontext()
+    cm: AbstractContextManager[None] = enter()
+    return cm
 
 
 def interrupted(run_id: str | None) -> Interrupted:

@@ -163,3 +163,23 @@ def test_cli_ctrl_c_during_refresh_then_rerun_does_the_rest(tmp_path: Path) -> N
         [("completed",), ("interrupted",)],
         [("completed_with_failures",), ("interrupted",)],
     )
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("delay", [4.0, 8.0])
+def test_cli_ctrl_c_while_a_long_document_is_read(tmp_path: Path, delay: float) -> None:
+    """A 400 KB single-line document, default strategy: at 4 s it is being chunked (the model's
+    tokenizer, where Ctrl-C only sets the flag), at 8 s its first chunk reads the whole document
+    (tagger, vocabularies: 20-30 s for 1 MB, all of it before the press was seen)."""
+    from tests.test_long_documents import one_line
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.txt").write_text(one_line(40), encoding="utf-8")
+    db = tmp_path / "x.duckdb"
+    code, err, took = cli(str(docs), "--db", str(db), delay=delay)
+    assert code == 130, err
+    assert err.strip().startswith("error: interrupted") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and took < 2.0, f"{took:.2f} s"
+    if db.exists():
+        assert {s for (s,) in rows(db, "SELECT status FROM runs")} <= {"interrupted"}

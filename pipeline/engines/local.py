@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.core.types import Chunk, Document
 from pipeline.engines import Engine
+from pipeline.interrupt import abortable
 from pipeline.strategies import ChunkOutcome
 
 if TYPE_CHECKING:
@@ -45,7 +46,10 @@ class LocalEngine(Engine):
                 if stop():
                     return
                 if not batch.reuse(chunk):
-                    outcome = batch.strategy.extract(chunk, batch.docs[chunk.doc_id], batch.ctx)
+                    # nothing is written while a chunk is extracted: Ctrl-C may end it anywhere (the
+                    # first chunk of a long document reads all of it: 20-30 s for 1 MB)
+                    with abortable(stop):
+                        outcome = batch.strategy.extract(chunk, batch.docs[chunk.doc_id], batch.ctx)
                     if stop():
                         return  # the chunk was cut short by Ctrl-C: not stored, the rerun does it
                     batch.write(chunk, outcome)

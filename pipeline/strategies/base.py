@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # openai and instructor load only when a chunk is sent to a m
 from pipeline.core.errors import PipelineError
 from pipeline.core.schema import Schema
 from pipeline.core.types import Chunk, Document
+from pipeline.interrupt import abortable
 from pipeline.prompting import Message, messages_hash
 from pipeline.providers.base import Provider, Ranked
 from pipeline.retry import RetryPolicy
@@ -177,9 +177,7 @@ class Calls:
     def client(self) -> Any:
         if self._client is None:
             # the first client imports openai and instructor (~1 s): Ctrl-C may abort that
-            abortable = getattr(self.ctx.stop, "abortable", None)
-            main = threading.current_thread() is threading.main_thread()
-            with abortable() if abortable is not None and main else contextlib.nullcontext():
+            with abortable(self.ctx.stop):
                 self._client = self.ctx.provider.instructor_client(create=self._create)
             self.log.attach(self._client)
         return self._client
