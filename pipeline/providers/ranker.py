@@ -81,15 +81,17 @@ class Ranker:
         self._pinned.clear()
         self._cached = []
 
-    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> None:
-        """rows: (token, position, sequence, whether its logits are wanted)."""
+    def _decode(self, rows: Sequence[tuple[int, int, int | Sequence[int], bool]]) -> None:
+        """rows: (token, position, its sequence or sequences, whether its logits are wanted)."""
         b = self._batch.batch
         b.n_tokens = len(rows)
-        for i, (tok, pos, seq, want) in enumerate(rows):
+        for i, (tok, pos, seqs, want) in enumerate(rows):
             b.token[i] = tok
             b.pos[i] = pos
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq
+            seqs = [seqs] if isinstance(seqs, int) else seqs
+            b.n_seq_id[i] = len(seqs)
+            for k, seq in enumerate(seqs):
+                b.seq_id[i][k] = seq
             b.logits[i] = want
         rc = self._lc.llama_decode(self._ctx.ctx, b)
         if rc != 0:
@@ -168,20 +170,25 @@ class Ranker:
         multi = [i for i, t in enumerate(otoks) if len(t) > 1]
         for g in range(0, len(multi), self._work - 1):
             group = multi[g : g + self._work - 1]
-            rows: list[tuple[int, int, int, bool]] = []
-            wanted: list[tuple[int, int]] = []  # (option, index of the option token this row predicts)
+            # one row per distinct option prefix: options that begin alike (" Acme", " Acme
+            # Therapeutics") share the rows of their common tokens, decoded once for all of their
+            # sequences; each row that predicts a next option token costs a full-vocabulary logits row
+            rows: dict[tuple[int, ...], list[int]] = {}  # option-token prefix -> its sequences
             for seq, i in enumerate(group, start=1):
                 self._lc.llama_memory_seq_cp(self._mem, 0, seq, -1, -1)
-                for j, tok in enumerate(otoks[i][:-1]):  # the last option token predicts nothing needed
-                    rows.append((tok, p + j, seq, True))
-                    wanted.append((i, j + 1))
+                for j in range(len(otoks[i]) - 1):  # the last option token predicts nothing needed
+                    rows.setdefault(tuple(otoks[i][: j + 1]), []).append(seq)
+            order = list(rows)
             try:
-                for start in range(0, len(rows), self.n_batch):  # one decode unless the options are long
-                    part = rows[start : start + self.n_batch]
-                    self._decode(part)
-                    for r, (i, j) in enumerate(wanted[start : start + len(part)]):
+                for start in range(0, len(order), self.n_batch):  # one decode unless the options are long
+                    part = order[start : start + self.n_batch]
+                    self._decode([(path[-1], p + len(path) - 1, rows[path], True) for path in part])
+                    for r, path in enumerate(part):
                         row = self._row(r)
-                        out[i] += float(row[otoks[i][j]]) - _logsumexp(row)
+                        norm, n = _logsumexp(row), len(path)
+                        for i in group:
+                            if len(otoks[i]) > n and tuple(otoks[i][:n]) == path:
+                                out[i] += float(row[otoks[i][n]]) - norm
             finally:
                 for seq in range(1, len(group) + 1):
                     self._lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
