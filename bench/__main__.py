@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--strategy", default="direct", help="extraction strategy for items 1-3 (one that calls the model)")
     ap.add_argument("--max-tokens", type=int, default=1024, help="output token limit per call for items 1-3")
     ap.add_argument("--scale", action="store_true", help="only items 9 and 10 (engines, one writer)")
+    ap.add_argument("--long-chars", type=int, default=1_000_000, help="size of item 11's single-line document")
     a = ap.parse_args()
     name = date.today().isoformat() + ("-scale" if a.scale else "")
     out = a.out or Path(__file__).parent / "results" / f"{name}.json"
@@ -97,6 +98,10 @@ def main() -> None:
         else:
             configs = [("local", 1, 4), ("local", 1, 16), ("ray", 1, 4), ("ray", 2, 4), ("ray", 4, 4)]
             results += guarded(scale.engines, "9. engines", 1.0, 8, configs)
+        if a.quick:
+            results.append(items.skipped("11. one long document", "1 MB <= 10 s", "--quick runs no model"))
+        elif not a.scale:
+            results += guarded(items.long_document, "11. one long document", a.long_chars, Path(tmp))
         results += guarded(
             scale.writer,
             "10. one writer",

@@ -171,11 +171,11 @@ def test_cli_ctrl_c_while_a_long_document_is_read(tmp_path: Path, delay: float) 
     """A 400 KB single-line document, default strategy: at 4 s it is being chunked (the model's
     tokenizer, where Ctrl-C only sets the flag), at 8 s its first chunk reads the whole document
     (tagger, vocabularies: 20-30 s for 1 MB, all of it before the press was seen)."""
-    from tests.test_long_documents import one_line
+    from bench.items import long_text
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "long.txt").write_text(one_line(40), encoding="utf-8")
+    (docs / "long.txt").write_text(long_text(40), encoding="utf-8")
     db = tmp_path / "x.duckdb"
     code, err, took = cli(str(docs), "--db", str(db), delay=delay)
     assert code == 130, err

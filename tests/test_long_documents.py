@@ -2,42 +2,28 @@
 
 A single-line document four times longer must take about four times as long, not sixteen:
 before, each sentence re-read the whole document (a 128 KB line took 23 s, 256 KB 63 s).
-The documents are the seed texts on one line, repeated with a numbered lead so that chunks
-differ; the default candidates and the biomedical finders run, the model only tokenizes.
+The documents are bench item 11's: the seed texts on one line, each copy's sentences in its
+own order so that chunks differ; the default candidates and the biomedical finders run, the
+model only tokenizes.
 """
 
 from __future__ import annotations
 
-import random
-import re
 import time
 from pathlib import Path
 
 import pytest
 
+from bench.items import long_text
 from pipeline.batch import ExtractConfig, run_extract
-from tests.conftest import SEEDS
 
 pytestmark = pytest.mark.model
-
-
-def one_line(copies: int) -> str:
-    """The seed texts on one line ``copies`` times, each copy's sentences in its own order: no
-    two chunks are the same text (the response cache would serve them)."""
-    text = " ".join(" ".join(p.read_text(encoding="utf-8").split()) for p in sorted(SEEDS.glob("*.txt")))
-    sentences = re.split(r"(?<=\.) ", text)
-    out = []
-    for c in range(copies):
-        order = sentences[:]
-        random.Random(c).shuffle(order)
-        out.append(f"Report {c}. " + " ".join(order))
-    return " ".join(out)
 
 
 def seconds(tmp_path: Path, name: str, copies: int) -> tuple[float, int]:
     docs = tmp_path / name
     docs.mkdir()
-    (docs / "long.txt").write_text(one_line(copies), encoding="utf-8")
+    (docs / "long.txt").write_text(long_text(copies), encoding="utf-8")
     t0 = time.perf_counter()
     summary = run_extract([docs], db=tmp_path / f"{name}.duckdb", config=ExtractConfig(fill=False), progress=False)
     assert summary.status == "completed"
