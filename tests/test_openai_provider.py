@@ -155,13 +155,13 @@ def test_concurrency_bounds_requests_and_one_thread_writes(
     docs = [write_doc(tmp_path, f"d{i}.txt", f"{DOC} Document {i}.") for i in range(8)]
     docs.append(write_doc(tmp_path, "dup.txt", f"{DOC} Document 0."))  # same text as d0
     writers: set[str] = set()
-    original = Store.write_chunk_result
+    original = Store.write_chunk_results
 
-    def spy(self: Store, **kw: Any) -> None:
+    def spy(self: Store, *args: Any, **kw: Any) -> None:
         writers.add(threading.current_thread().name)
-        original(self, **kw)
+        original(self, *args, **kw)
 
-    monkeypatch.setattr(Store, "write_chunk_result", spy)
+    monkeypatch.setattr(Store, "write_chunk_results", spy)
     p = SlowRemote()
     s = run_extract(docs, db=db, config=ExtractConfig(concurrency=3), provider=p, progress=False)
     assert (s.status, s.chunks_extracted, s.chunks_cached, s.calls) == ("completed", 8, 1, 16)  # + re-asks
