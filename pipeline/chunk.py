@@ -53,15 +53,26 @@ def pieces(line: str) -> Iterator[tuple[int, str]]:
     yield start, line[start:]
 
 
+@lru_cache(maxsize=16)
+def _line_breaks(text: str) -> list[int]:
+    return [m.start() for m in re.finditer("\n", text)]
+
+
+def line_of(text: str, pos: int) -> tuple[int, int]:
+    """(start, end) of the line ``pos`` is on, the end at its line break (a scan back to the
+    last line break made every lookup in a long single-line document cost its length)."""
+    breaks = _line_breaks(text)
+    i = bisect.bisect_left(breaks, pos)
+    return (breaks[i - 1] + 1 if i else 0), (breaks[i] if i < len(breaks) else len(text))
+
+
 def sentences(text: str, span: Span) -> Iterator[Span]:
     """Sentence spans inside ``span``, one line (paragraph) at a time. Each line of ``text`` is
     segmented once (``line_sentences``, cached): chunking, the strategies' units and evidence
     lookups all ask again for the same lines. A sentence only partly inside ``span`` is clipped."""
     pos = span.start
     while pos < span.end:
-        line_start = text.rfind("\n", 0, pos) + 1
-        line_end = text.find("\n", pos)
-        line_end = len(text) if line_end < 0 else line_end
+        line_start, line_end = line_of(text, pos)
         line = line_sentences(text, line_start, line_end)
         # from the first sentence that ends inside the span: scanning a long line's sentences
         # from its start for every span made a single-line document quadratic

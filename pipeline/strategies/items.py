@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import re
 import typing
-from bisect import bisect_left
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from pipeline.chunk import sentences
+from pipeline.chunk import line_of, sentences
 from pipeline.core.schema import RecordType
 from pipeline.core.types import Chunk, Document, Span
 from pipeline.ground import contains_value, is_free_text
@@ -142,21 +141,8 @@ def units(rt: RecordType, chunk: Chunk, doc: Document, gates: dict[str, dict[str
         pieces = [p for p in pieces if cue.search(doc.text[p.start : p.end])]
     exclude = gate.get("exclude_lines")
     if exclude:  # e.g. reference-list lines, where the spec says organizations are not records
-        pieces = [p for p in pieces if not _line_matches(exclude, doc.text, _line_of(doc.text, p.start))]
+        pieces = [p for p in pieces if not _line_matches(exclude, doc.text, line_of(doc.text, p.start))]
     return pieces
-
-
-@lru_cache(maxsize=16)
-def _line_breaks(text: str) -> list[int]:
-    return [m.start() for m in re.finditer("\n", text)]
-
-
-def _line_of(text: str, pos: int) -> tuple[int, int]:
-    """(start, end) of the line ``pos`` is on (a scan back to the last line break made a long
-    single-line document quadratic)."""
-    breaks = _line_breaks(text)
-    i = bisect_left(breaks, pos)
-    return (breaks[i - 1] + 1 if i else 0), (breaks[i] if i < len(breaks) else len(text))
 
 
 @lru_cache(maxsize=4096)
