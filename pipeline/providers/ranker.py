@@ -173,22 +173,24 @@ class Ranker:
             # one row per distinct option prefix: options that begin alike (" Acme", " Acme
             # Therapeutics") share the rows of their common tokens, decoded once for all of their
             # sequences; each row that predicts a next option token costs a full-vocabulary logits row
-            rows: dict[tuple[int, ...], list[int]] = {}  # option-token prefix -> its sequences
+            seqs: dict[tuple[int, ...], list[int]] = {}  # option-token prefix -> its sequences
+            wanted: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # -> (option, the token it predicts)
             for seq, i in enumerate(group, start=1):
                 self._lc.llama_memory_seq_cp(self._mem, 0, seq, -1, -1)
                 for j in range(len(otoks[i]) - 1):  # the last option token predicts nothing needed
-                    rows.setdefault(tuple(otoks[i][: j + 1]), []).append(seq)
-            order = list(rows)
+                    path = tuple(otoks[i][: j + 1])
+                    seqs.setdefault(path, []).append(seq)
+                    wanted.setdefault(path, []).append((i, otoks[i][j + 1]))
+            order = list(seqs)
             try:
                 for start in range(0, len(order), self.n_batch):  # one decode unless the options are long
                     part = order[start : start + self.n_batch]
-                    self._decode([(path[-1], p + len(path) - 1, rows[path], True) for path in part])
+                    self._decode([(path[-1], p + len(path) - 1, seqs[path], True) for path in part])
                     for r, path in enumerate(part):
                         row = self._row(r)
-                        norm, n = _logsumexp(row), len(path)
-                        for i in group:
-                            if len(otoks[i]) > n and tuple(otoks[i][:n]) == path:
-                                out[i] += float(row[otoks[i][n]]) - norm
+                        norm = _logsumexp(row)
+                        for i, tok in wanted[path]:
+                            out[i] += float(row[tok]) - norm
             finally:
                 for seq in range(1, len(group) + 1):
                     self._lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
