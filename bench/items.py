@@ -264,22 +264,27 @@ finally:
 """
 
 
-def peak_rss(doc: Path, db: Path) -> dict[str, Any]:
+def extract_in_child(doc: Path, db: Path, timeout: float) -> tuple[int, float, str]:
+    """``pipeline extract DOC --db DB --quiet`` in a fresh process: (exit code, wall seconds,
+    the last stderr line, which is the peak RSS in KiB when the run got that far)."""
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD, str(doc), "--db", str(db), "--quiet"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
-    wall = time.perf_counter() - t0
     last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
-    if proc.returncode not in (0, 2) or not last.isdigit():
+    return proc.returncode, time.perf_counter() - t0, last
+
+
+def peak_rss(doc: Path, db: Path) -> dict[str, Any]:
+    rc, wall, last = extract_in_child(doc, db, 900)
+    if rc not in (0, 2) or not last.isdigit():
         return result(
-            "7. peak RSS of `pipeline extract`", "report", f"failed: rc {proc.returncode}: {last[:200]}", None,
-            status="error",
-        )  # fmt: skip
+            "7. peak RSS of `pipeline extract`", "report", f"failed: rc {rc}: {last[:200]}", None, status="error"
+        )
     mib = int(last) / 1024
     return result(
         f"7. peak RSS of `pipeline extract {doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc.name}` "
@@ -317,19 +322,10 @@ def long_document(chars: int, tmp: Path) -> dict[str, Any]:
     folder = tmp / "long"
     folder.mkdir(exist_ok=True)
     (folder / "long.txt").write_text(text, encoding="utf-8")
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", _RSS_CHILD, str(folder), "--db", str(tmp / "long.duckdb"), "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    wall = time.perf_counter() - t0
-    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    rc, wall, last = extract_in_child(folder, tmp / "long.duckdb", 3600)
     name = f"11. one single-line document of {chars / 1e6:.1f} MB (default strategy, fresh process)"
-    if proc.returncode != 0 or not last.isdigit():
-        return result(name, "1 MB <= 10 s", f"failed: rc {proc.returncode}: {last[:200]}", None, status="error")
+    if rc != 0 or not last.isdigit():
+        return result(name, "1 MB <= 10 s", f"failed: rc {rc}: {last[:200]}", None, status="error")
     per_mb = wall / (chars / 1e6)
     return result(
         name,
